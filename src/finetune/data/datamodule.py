@@ -1,0 +1,217 @@
+"""The data module: one class for every text-classification source, single texts or sentence pairs."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from finetune.data import sources
+from finetune.data.preprocess import arrange_splits, cap_splits, check_columns
+from finetune.data.tokenized_cache import cache_key, load_cached, save_cached
+from finetune.errors import UserError
+from finetune.models.builders import load_tokenizer
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
+log = logging.getLogger(__name__)
+
+
+class TextClassificationDataModule(pl.LightningDataModule):
+    """Loads raw text, encodes labels, tokenizes once (cached on disk) and batches with dynamic padding.
+
+    Where the data comes from is set by ``dataset``: ``finetune/demo`` (the packaged reviews), a file format
+    (``csv``, ``json``, ``jsonl``, ``parquet``) with ``train_file`` and optional ``validation_file`` and
+    ``test_file``, or a hub name (``nyu-mll/glue`` with ``subset``), which ``data_dir`` replaces by a local
+    GLUE folder.
+
+    Args:
+        dataset: the source, as above.
+        tokenizer: the model's tokenizer (hub name, folder or ``packaged:`` name).
+        subset: hub configuration name (the GLUE task for ``nyu-mll/glue``).
+        data_dir: a local GLUE task folder (``train.tsv``, ``dev.tsv``) read instead of the hub.
+        train_file: training file for file formats; ``validation_file`` and ``test_file`` are optional.
+        test_split: which source split is the test set; the GLUE configs test on ``validation`` because GLUE
+            hides its test labels, and a validation split is then carved from train.
+        text_column: the text; ``text_pair_column`` adds the second text of sentence-pair tasks.
+        label_column: string names or integer ids; see ``finetune.data.labels``.
+        label_names: class names in id order; ``num_labels`` checks the data against a known class count.
+        max_length: tokens kept per example (longer texts are truncated).
+        batch_size: training batch; ``eval_batch_size`` for validation and test (no gradients: larger fits).
+        group_by_length: batch training examples of similar length together (shuffled, seeded), which
+            cuts padding; see ``finetune.data.sampler``.
+        num_workers: loader worker processes.
+        val_fraction: share of train held out (seeded) when there is no validation split.
+        seed: seed of that split.
+        max_train_samples: cap the training split; ``max_eval_samples`` caps validation and test.
+        cache_dir: where tokenized datasets are kept, keyed by data, labels, tokenizer and max_length.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        tokenizer: str,
+        subset: str | None = None,
+        data_dir: str | None = None,
+        train_file: str | None = None,
+        validation_file: str | None = None,
+        test_file: str | None = None,
+        test_split: str = "test",
+        text_column: str = "text",
+        text_pair_column: str | None = None,
+        label_column: str = "label",
+        label_names: list[str] | None = None,
+        num_labels: int | None = None,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        group_by_length: bool = False,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        seed: int = 42,
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
+        cache_dir: str = "outputs/.cache",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        for name in ("batch_size", "eval_batch_size", "max_length"):
+            if int(getattr(self.hparams, name)) < 1:
+                raise UserError(f"data.{name} must be a positive integer, got {getattr(self.hparams, name)}")
+        if not 0.0 < val_fraction < 1.0:
+            raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+        self.tokenizer = None
+        self.splits: DatasetDict | None = None
+        self.label_names: list[str] = []
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes, known once ``setup`` has run."""
+        return len(self.label_names)
+
+    def prepare_data(self) -> None:
+        """Load, encode and tokenize everything now (Lightning calls this on one process per node)."""
+        self.setup()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the train/validation/test splits once; later calls return at once."""
+        if self.splits is not None:
+            return
+        hp = self.hparams
+        self.tokenizer = load_tokenizer(hp.tokenizer)
+        model_limit = getattr(self.tokenizer, "model_max_length", None) or 0
+        if 0 < model_limit < 100_000 and hp.max_length > model_limit:
+            raise UserError(f"data.max_length={hp.max_length} exceeds the model's limit of {model_limit} tokens")
+        key = cache_key(self._source_identity(), self.tokenizer, self._settings())
+        cached = load_cached(hp.cache_dir, key)
+        if cached is None:
+            splits, label_names = self._build()
+            cached = save_cached(hp.cache_dir, key, splits, label_names)
+        self.splits, self.label_names = cached
+        if hp.num_labels is not None and hp.num_labels != self.num_labels:
+            raise UserError(
+                f"data.num_labels={hp.num_labels} but the data has {self.num_labels} classes {self.label_names}"
+            )
+        log.info("data: %s", {split: len(data) for split, data in self.splits.items()})
+
+    def _settings(self) -> dict[str, Any]:
+        keys = ("test_split", "text_column", "text_pair_column", "label_column", "label_names", "max_length")
+        keys += ("val_fraction", "seed", "max_train_samples", "max_eval_samples")
+        return {k: self.hparams[k] for k in keys}
+
+    def _source_identity(self) -> dict[str, Any]:
+        hp = self.hparams
+        files = self._local_files()
+        if files is not None:
+            return {
+                "dataset": hp.dataset,
+                "subset": hp.subset,
+                "files": sources.file_signature(list(files.values())),
+            }
+        return {"dataset": hp.dataset, "subset": hp.subset}
+
+    def _local_files(self) -> dict | None:
+        hp = self.hparams
+        if hp.dataset == sources.DEMO:
+            return sources.demo_files()
+        if hp.dataset in sources.FILE_FORMATS:
+            return sources.user_files(hp.train_file, hp.validation_file, hp.test_file)
+        if hp.data_dir:
+            return sources.glue_files(hp.data_dir)
+        return None
+
+    def _load_raw(self) -> DatasetDict:
+        hp = self.hparams
+        files = self._local_files()
+        if hp.dataset == sources.DEMO:
+            return sources.load_files(files, "jsonl")
+        if hp.dataset in sources.FILE_FORMATS:
+            return sources.load_files(files, hp.dataset)
+        if hp.data_dir:
+            if hp.dataset not in sources.GLUE_HUB_NAMES:
+                raise UserError(f"data.data_dir reads local GLUE folders only; data.dataset is '{hp.dataset}'")
+            return sources.load_glue_dir(hp.data_dir, hp.subset)
+        return sources.load_hub(hp.dataset, hp.subset)
+
+    def _build(self) -> tuple[DatasetDict, list[str]]:
+        from finetune.data.labels import encode_labels, infer_label_space
+
+        hp = self.hparams
+        raw = self._load_raw()
+        text_columns = [c for c in (hp.text_column, hp.text_pair_column) if c]
+        check_columns(raw, [*text_columns, hp.label_column])
+        splits = arrange_splits(raw, hp.test_split, hp.val_fraction, hp.seed)
+        splits = cap_splits(splits, hp.max_train_samples, hp.max_eval_samples)
+        space = infer_label_space(splits, hp.label_column, hp.label_names)
+        splits = encode_labels(splits, hp.label_column, space)
+        return self._tokenize(splits, text_columns), space.names
+
+    def _tokenize(self, splits: DatasetDict, text_columns: list[str]) -> DatasetDict:
+        tokenizer, max_length = self.tokenizer, self.hparams.max_length
+
+        def tokenize(batch: dict[str, list]) -> dict[str, list]:
+            texts = [[t or "" for t in batch[c]] for c in text_columns]
+            return tokenizer(*texts, truncation=True, max_length=max_length)
+
+        keep = {"labels"}
+        return type(splits)(
+            {
+                split: data.map(tokenize, batched=True, remove_columns=[c for c in data.column_names if c not in keep])
+                for split, data in splits.items()
+            }
+        )
+
+    def _collator(self) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        # Tensor cores (and CPU AMX tiles) want lengths in multiples of 8 under mixed precision.
+        precision = str(self.trainer.precision) if self.trainer is not None else "32"
+        multiple = 8 if "16" in precision else None
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=multiple)
+
+    def _loader(self, split: str, **batching: Any) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            collate_fn=self._collator(),
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            **batching,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        if not hp.group_by_length:
+            return self._loader("train", batch_size=hp.batch_size, shuffle=True)
+        from finetune.data.sampler import LengthGroupedBatchSampler
+
+        lengths = [len(ids) for ids in self.splits["train"]["input_ids"]]
+        return self._loader("train", batch_sampler=LengthGroupedBatchSampler(lengths, hp.batch_size, hp.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", batch_size=self.hparams.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", batch_size=self.hparams.eval_batch_size)

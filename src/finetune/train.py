@@ -1,0 +1,92 @@
+"""``train(cfg)``: the whole run, top to bottom. ``main(cfg)`` wraps it for the CLI and sweepers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from finetune.utils.instantiate import instantiate_bag
+from finetune.utils.run import (
+    best_checkpoint,
+    log_hyperparameters,
+    metric_value,
+    print_config_tree,
+    stop_reason,
+    to_floats,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fine-tune and test one model as ``cfg`` says; write and return the run summary (``metrics.json``)."""
+    started = time.monotonic()
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
+    net = instantiate(cfg.model.net)(label_names=datamodule.label_names)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = instantiate(cfg.model, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+
+    callbacks = instantiate_bag(cfg.get("callbacks"))
+    loggers = instantiate_bag(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_hyperparameters(trainer, cfg, module)
+
+    if cfg.get("train"):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_metrics = to_floats(trainer.callback_metrics)
+    checkpoint = best_checkpoint(trainer) if cfg.get("train") else cfg.get("ckpt_path")
+    if cfg.get("test"):
+        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=False)
+    metrics = {**fit_metrics, **to_floats(trainer.callback_metrics)}
+
+    summary = {
+        "status": "interrupted" if trainer.interrupted else "completed",
+        "stop_reason": stop_reason(trainer) if cfg.get("train") else "not_trained",
+        "run_time_s": round(time.monotonic() - started, 3),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "best_checkpoint": checkpoint,
+        "label_names": datamodule.label_names,
+        "metrics": metrics,
+    }
+    if trainer.is_global_zero:
+        write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", summary)
+    return summary
+
+
+def main(cfg: DictConfig) -> float | None:
+    """Print and save the config tree, train, and return ``cfg.optimized_metric`` for sweepers.
+
+    The wandb run is always closed, so the jobs of a multirun never write into each other's runs.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+    try:
+        summary = train(cfg)
+    finally:
+        _finish_wandb()
+    log.info("test metrics: %s", {k: round(v, 4) for k, v in summary["metrics"].items() if k.startswith("test/")})
+    log.info("run dir: %s", output_dir)
+    return metric_value(summary["metrics"], cfg.get("optimized_metric"))
+
+
+def _finish_wandb() -> None:
+    import sys
+
+    if "wandb" in sys.modules:  # only if this job used it: importing wandb costs a second
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()

@@ -1,0 +1,1 @@
+"""Helpers for train(): instantiating bags of callbacks and loggers, run bookkeeping, trackers."""

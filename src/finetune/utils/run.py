@@ -1,0 +1,104 @@
+"""Run bookkeeping: the config tree, hyperparameters for trackers, why training stopped, metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+log = logging.getLogger(__name__)
+TREE_SECTIONS = ("data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "paths")
+
+
+def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
+    """Print the resolved config as a rich tree (main sections first) and save the same text."""
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
+    rest = [k for k in cfg if k not in TREE_SECTIONS and k != "hydra"]
+    for key in [*[k for k in TREE_SECTIONS if k in cfg], *rest]:
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        tree.add(key, style="dim", guide_style="dim").add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+    if save_to is not None:
+        with save_to.open("w") as handle:
+            rich.print(tree, file=handle)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temporary name, then rename: a crash never leaves a truncated file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    partial.replace(path)
+
+
+def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    """Tensors and numbers as plain floats, sorted by name."""
+    return {k: float(v) for k, v in sorted(metrics.items())}
+
+
+def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, module: pl.LightningModule) -> None:
+    """Send the resolved config and parameter counts to every logger (the module logs none itself)."""
+    if not trainer.loggers:
+        return
+    hparams: dict[str, Any] = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
+    params = list(module.parameters())
+    hparams["model/params/total"] = sum(p.numel() for p in params)
+    hparams["model/params/trainable"] = sum(p.numel() for p in params if p.requires_grad)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams)
+
+
+def stop_reason(trainer: pl.Trainer) -> str:
+    """Why fitting ended: interrupted, fast_dev_run, early_stopping/<reason>, max_time, max_steps or max_epochs."""
+    from lightning.pytorch.callbacks import Timer
+
+    if trainer.interrupted:
+        return "interrupted"
+    if trainer.fast_dev_run:
+        return "fast_dev_run"
+    early = trainer.early_stopping_callback
+    reason = getattr(early, "stopping_reason", None)
+    if early is not None and reason is not None and reason.name != "NOT_STOPPED":
+        return f"early_stopping/{reason.name.lower()}"
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
+        return "max_time"
+    if 0 < trainer.max_steps <= trainer.global_step:
+        return "max_steps"
+    return "max_epochs"
+
+
+def best_checkpoint(trainer: pl.Trainer) -> str | None:
+    """The best checkpoint's path, or None (test the current weights) when no checkpoint was kept."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if not path:
+        log.warning("no best checkpoint (checkpointing off or fast_dev_run): testing the current weights")
+        return None
+    return path
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The value a sweeper optimizes, or a ``UserError`` that lists the metrics that exist."""
+    from finetune.errors import UserError
+
+    if not name:
+        return None
+    if name not in metrics:
+        raise UserError(f"optimized_metric '{name}' was never logged; logged metrics: {sorted(metrics)}")
+    return metrics[name]

@@ -1,0 +1,113 @@
+"""The real command line in a subprocess: the run-dir contract, a 6-job multirun, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+FAST_CLI = [
+    "model=tiny_random",
+    "trainer.enable_model_summary=false",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+def run_cli(*args: str, log_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", "WANDB_API_KEY": ""}
+    env.pop("WANDB_API_KEY")
+    return subprocess.run(
+        [sys.executable, "train.py", *args, f"paths.log_dir={log_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_run_dir_contract(tmp_path: Path) -> None:
+    result = run_cli(*FAST_CLI, "debug=limit", "task_name=contract", log_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "contract" / "runs").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    assert {p.name for p in run.iterdir()} == {
+        ".hydra",
+        "checkpoints",
+        "csv",
+        "wandb",
+        "metrics.json",
+        "contract.log",
+        "config_tree.log",
+    }
+    assert {p.name for p in (run / ".hydra").iterdir()} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "csv" / "metrics.csv").is_file()
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["status"] == "completed" and "test/acc" in summary["metrics"]
+    assert "test metrics" in (run / "contract.log").read_text()
+    assert "optimizer" in (run / "config_tree.log").read_text()
+
+
+@pytest.mark.slow
+def test_multirun_gives_each_job_its_own_dir(tmp_path: Path) -> None:
+    result = run_cli(
+        "-m",
+        *FAST_CLI,
+        "logger=csv",
+        "debug=fdr",
+        "task_name=grid",
+        "optimizer=sgd,adam,adamw",
+        "optimizer.lr=1e-5,3e-5",
+        log_dir=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweeps = list((tmp_path / "grid" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3", "4", "5"]
+    seen = set()
+    for job in jobs:
+        summary = json.loads((job / "metrics.json").read_text())
+        assert summary["status"] == "completed"
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        seen.add(overrides)
+    assert len(seen) == 6  # every job got a different combination
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_missing_data_file_is_one_clear_line(tmp_path: Path) -> None:
+    result = run_cli(*FAST_CLI, "logger=csv", "data=csv", f"data.train_file={tmp_path}/missing.csv", log_dir=tmp_path)
+    assert "data.train_file not found" in one_line_error(result)
+
+
+@pytest.mark.slow
+def test_missing_column_is_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("review,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(20)))
+    result = run_cli(*FAST_CLI, "logger=csv", "data=csv", f"data.train_file={path}", log_dir=tmp_path)
+    assert "column 'text' not found in the train split" in one_line_error(result)
+
+
+def test_unknown_optimizer_exits_nonzero_with_choices(tmp_path: Path) -> None:
+    result = run_cli("optimizer=adamx", log_dir=tmp_path, timeout=60)
+    assert result.returncode != 0
+    assert "Could not find 'optimizer/adamx'" in result.stderr and "adamw" in result.stderr
+    assert not (tmp_path / "train").exists()  # nothing written for a config that never composed

@@ -1,0 +1,44 @@
+"""wandb without credentials: an offline run in the run dir holding the metrics, closed after the job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.train import main
+from finetune.utils.loggers import wandb_credentials_present
+from tests.helpers.wandb_records import logged_history
+
+
+@pytest.fixture
+def no_wandb_credentials(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def test_credentials_detection(no_wandb_credentials, monkeypatch, tmp_path: Path) -> None:
+    assert not wandb_credentials_present()
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
+    (tmp_path / "netrc").chmod(0o600)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_credentials_present()
+
+
+def test_offline_run_lands_in_run_dir_with_metrics(no_wandb_credentials, make_cfg) -> None:
+    import wandb
+
+    cfg = make_cfg("logger=wandb", "debug=limit", "trainer.max_epochs=1", "optimizer=adam")
+    main(cfg)
+    assert wandb.run is None  # finished after the job
+    run_dir = Path(cfg.paths.output_dir)
+    files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    history = logged_history(files[0])
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    logged = {key: float(value) for row in history for key, value in row.items() if "/" in key}
+    for key in ("test/acc", "test/loss", "val/acc"):
+        assert logged[key] == pytest.approx(summary["metrics"][key], rel=1e-6), key
+    assert any("train/loss_step" in row for row in history)
