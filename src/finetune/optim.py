@@ -1,45 +1,51 @@
-"""Optimizer parameter groups and learning-rate schedules (the parts of the loop a config cannot wire alone)."""
+"""Building the optimizer from its config partial (the part of the loop a config cannot wire alone).
+
+Learning-rate schedules live in ``finetune.schedulers``.
+"""
 
 from __future__ import annotations
 
+import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from finetune.errors import UserError
+from finetune.param_groups import GROUP_KEYS, describe, param_groups
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
     from torch.optim import Optimizer
-    from torch.optim.lr_scheduler import LRScheduler
-
-
-def param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
-    """Two groups: weight decay for matrices, none for biases and norm weights.
-
-    The 2-D rule (nanoGPT) catches every bias and LayerNorm weight of any architecture, unlike a list of names.
-    Frozen parameters are left out.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def build_optimizer(factory: Callable[..., Optimizer], model: torch.nn.Module, allow_fused: bool = True) -> Optimizer:
     """Complete an optimizer partial with parameter groups; ``fused: null`` becomes fused where torch has it.
 
-    On a small model the optimizer step is a large share of a training step, and the fused kernels were
-    1.45x faster end to end on a 2-core CPU, so "null" means "fastest available" rather than torch's default.
+    The partial's ``layer_decay`` and ``head_lr`` shape the groups (``finetune.param_groups``) and are not
+    passed to the optimizer. On a small model the optimizer step is a large share of a training step, and the
+    fused kernels were 1.45x faster end to end on a 2-core CPU, so ``fused: null`` means "fastest available"
+    rather than torch's default. The groups are logged once, when the optimizer is built.
 
     Args:
         factory: the optimizer partial from the config.
         model: the network whose trainable parameters are optimized.
         allow_fused: False where the loop cannot use a fused optimizer (fp16 loss scaling with clipping).
     """
-    keywords = dict(getattr(factory, "keywords", {}) or {})
+    keywords = dict(factory.keywords) if isinstance(factory, functools.partial) else {}
+    shaping = {key: keywords.pop(key) for key in GROUP_KEYS if key in keywords}
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    lr = keywords.get("lr", inspect.signature(target).parameters["lr"].default)
+    if not lr or lr <= 0:
+        raise UserError(f"optimizer.lr must be positive, got {lr}")
     if "fused" in keywords and keywords["fused"] is None:
-        fused = allow_fused and _fused_supported(getattr(factory, "func", factory), model)
-        return factory(param_groups(model), fused=fused)
-    return factory(param_groups(model))
+        keywords["fused"] = allow_fused and _fused_supported(target, model)
+    groups = param_groups(model, float(lr), **shaping)
+    optimizer = target(groups, *getattr(factory, "args", ()), **keywords)
+    log.info("optimizer %s, parameter groups:\n%s", target.__name__, describe(groups, keywords.get("weight_decay", 0)))
+    return optimizer
 
 
 def _fused_supported(optimizer_class: Any, model: torch.nn.Module) -> bool:
@@ -47,26 +53,3 @@ def _fused_supported(optimizer_class: Any, model: torch.nn.Module) -> bool:
         return False
     device = next(model.parameters()).device.type
     return device in ("cpu", "cuda", "mps")
-
-
-def warmup_schedule(
-    optimizer: Optimizer, num_training_steps: int, name: str = "linear", warmup_ratio: float = 0.0
-) -> LRScheduler:
-    """A ``transformers.get_scheduler`` schedule whose warmup is a fraction of all optimizer steps.
-
-    Args:
-        optimizer: the optimizer whose learning rates are scheduled.
-        num_training_steps: optimizer steps in the whole run (``trainer.estimated_stepping_batches``).
-        name: any ``transformers.SchedulerType`` value: linear, cosine, constant, ...
-        warmup_ratio: share of the steps spent warming up linearly from 0.
-    """
-    from transformers import get_scheduler
-
-    if not 0.0 <= warmup_ratio < 1.0:
-        from finetune.errors import UserError
-
-        raise UserError(f"scheduler.warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    warmup = round(warmup_ratio * num_training_steps)
-    if name == "constant" and warmup:
-        name = "constant_with_warmup"
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps)

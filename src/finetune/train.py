@@ -33,7 +33,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = instantiate(cfg.data)
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
-    net = instantiate(cfg.model.net)(label_names=datamodule.label_names)
+    net = instantiate(cfg.model.net)(**datamodule.model_kwargs)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = instantiate(cfg.model, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
@@ -44,7 +44,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.get("train"):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    fit_metrics = to_floats(trainer.callback_metrics)
+    # Read now: testing a checkpoint restores the callbacks' saved state (early stopping, timer) too.
+    fit_metrics, why_stopped = to_floats(trainer.callback_metrics), stop_reason(trainer)
     checkpoint = best_checkpoint(trainer) if cfg.get("train") else cfg.get("ckpt_path")
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=False)
@@ -52,12 +53,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     summary = {
         "status": "interrupted" if trainer.interrupted else "completed",
-        "stop_reason": stop_reason(trainer) if cfg.get("train") else "not_trained",
+        "stop_reason": why_stopped if cfg.get("train") else "not_trained",
         "run_time_s": round(time.monotonic() - started, 3),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_checkpoint": checkpoint,
-        "label_names": datamodule.label_names,
+        "label_names": getattr(datamodule, "label_names", None),
         "metrics": metrics,
     }
     if trainer.is_global_zero:
@@ -72,6 +73,8 @@ def main(cfg: DictConfig) -> float | None:
     """
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if logging.getLogger().handlers:  # Hydra's handlers print and write the log file; lightning adds a second printer
+        logging.getLogger("lightning").handlers.clear()
     print_config_tree(cfg, save_to=output_dir / "config_tree.log")
     try:
         summary = train(cfg)

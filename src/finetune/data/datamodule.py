@@ -92,6 +92,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
         """Number of classes, known once ``setup`` has run."""
         return len(self.label_names)
 
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        """What the network builder needs from the data: the label names (their count sizes the head)."""
+        return {"label_names": self.label_names}
+
     def prepare_data(self) -> None:
         """Load, encode and tokenize everything now (Lightning calls this on one process per node)."""
         self.setup()

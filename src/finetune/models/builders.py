@@ -75,10 +75,12 @@ def tiny_random_classifier(
     num_layers: int = 2,
     num_heads: int = 2,
     intermediate_size: int = 64,
+    dropout: float = 0.1,
 ) -> PreTrainedModel:
     """A small randomly initialised model of ``pretrained``'s family: its vocabulary, none of its weights.
 
-    Used by the tests: it trains in milliseconds per step and needs no download.
+    Used by the tests: it trains in milliseconds per step and needs no download. ``dropout`` 0 makes a step a
+    deterministic function of the batch (the equivalence tests need that).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -87,4 +89,5 @@ def tiny_random_classifier(
     config.num_hidden_layers = num_layers
     config.num_attention_heads = num_heads
     config.intermediate_size = intermediate_size
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = dropout
     return AutoModelForSequenceClassification.from_config(config)

@@ -12,6 +12,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from finetune.optim import build_optimizer
+from finetune.param_groups import freeze
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -39,6 +40,11 @@ class SequenceClassifier(pl.LightningModule):
         net: the network; its ``config.num_labels`` sets the number of classes.
         optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step.
+        label_smoothing: share of the target mass spread over all classes (0 = plain cross-entropy). It curbs
+            over-confidence on small data; it also raises the lowest reachable loss, so loss thresholds move.
+        freeze_embeddings: no gradients for the embeddings: half of a small model's parameters, so a faster
+            optimizer step, at some accuracy cost.
+        freeze_layers: no gradients for the first N encoder layers.
     """
 
     def __init__(
@@ -46,11 +52,20 @@ class SequenceClassifier(pl.LightningModule):
         net: PreTrainedModel,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        label_smoothing: float = 0.0,
+        freeze_embeddings: bool = False,
+        freeze_layers: int = 0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            from finetune.errors import UserError
+
+            raise UserError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.net = net.train()  # from_pretrained returns eval mode; fine-tuning wants dropout on
+        freeze(self.net, embeddings=freeze_embeddings, first_layers=freeze_layers)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.label_smoothing = label_smoothing
         # What a checkpoint needs to rebuild the head: the classes and their names.
         self.save_hyperparameters(
             {
@@ -73,8 +88,8 @@ class SequenceClassifier(pl.LightningModule):
         return self.net(**inputs).logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy in float32, whatever the autocast dtype of the logits."""
-        return F.cross_entropy(logits.float(), labels)
+        """Cross-entropy (with label smoothing) in float32, whatever the autocast dtype of the logits."""
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
 
     def on_train_start(self) -> None:
         # The sanity check may have filled the metrics; the best value must come from real epochs only.
@@ -117,6 +132,12 @@ class SequenceClassifier(pl.LightningModule):
         mean_loss.update(self.loss(logits, batch["labels"]), weight=batch["labels"].shape[0])
         metrics.update(logits.argmax(-1), batch["labels"])
 
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        # Lightning calls this after backward (and after unscaling under 16-mixed) but before clipping.
+        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
+            grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)
+
     def _loss_scaler(self) -> Any:
         return getattr(self.trainer.precision_plugin, "scaler", None)
 
@@ -128,7 +149,9 @@ class SequenceClassifier(pl.LightningModule):
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, num_training_steps=total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # A factory may return a full Lightning scheduler config (e.g. plateau: stepped at validation on a metric).
+        config = scheduler if isinstance(scheduler, dict) else {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     def configure_gradient_clipping(
         self,

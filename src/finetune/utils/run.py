@@ -64,7 +64,8 @@ def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, module: pl.Lightni
 
 
 def stop_reason(trainer: pl.Trainer) -> str:
-    """Why fitting ended: interrupted, fast_dev_run, early_stopping/<reason>, max_time, max_steps or max_epochs."""
+    """Why fitting ended: interrupted, fast_dev_run, early_stopping/<reason>, loss_threshold, max_time, max_steps
+    or max_epochs."""
     from lightning.pytorch.callbacks import Timer
 
     if trainer.interrupted:
@@ -75,6 +76,10 @@ def stop_reason(trainer: pl.Trainer) -> str:
     reason = getattr(early, "stopping_reason", None)
     if early is not None and reason is not None and reason.name != "NOT_STOPPED":
         return f"early_stopping/{reason.name.lower()}"
+    from finetune.callbacks import LossThresholdStopping
+
+    if any(isinstance(c, LossThresholdStopping) and c.stopped_at_step is not None for c in trainer.callbacks):
+        return "loss_threshold"
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
         return "max_time"

