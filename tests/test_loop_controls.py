@@ -107,7 +107,14 @@ def test_freezing_embeddings_and_layers_leaves_them_out() -> None:
     assert grouped == {id(p) for p in net.parameters() if p.requires_grad}
 
 
-def test_groups_end_to_end_with_frozen_embeddings(make_cfg) -> None:
+def test_any_torch_optimizer_through_its_target(make_cfg) -> None:
+    cfg = make_cfg("optimizer=custom", "optimizer._target_=torch.optim.ASGD", "+optimizer.lambd=1e-4", "debug=limit")
+    summary = train(cfg)
+    assert math.isfinite(summary["metrics"]["train/loss"])
+    assert "lr-ASGD/decay" in pd.read_csv(Path(cfg.paths.output_dir) / "csv" / "metrics.csv").columns
+
+
+def test_groups_end_to_end_with_frozen_embeddings(make_cfg, caplog) -> None:
     cfg = make_cfg(
         "debug=limit",
         "trainer.max_epochs=1",
@@ -116,8 +123,11 @@ def test_groups_end_to_end_with_frozen_embeddings(make_cfg) -> None:
         "model.freeze_embeddings=true",
         "model.freeze_layers=1",
     )
-    summary = train(cfg)
+    with caplog.at_level("INFO", logger="finetune.optim"):
+        summary = train(cfg)
     assert math.isfinite(summary["metrics"]["train/loss"])
+    group_logs = [r.getMessage() for r in caplog.records if "parameter groups" in r.getMessage()]
+    assert len(group_logs) == 1 and "head/decay" in group_logs[0] and "lr=0.001" in group_logs[0]
     names = set(pd.read_csv(Path(cfg.paths.output_dir) / "csv" / "metrics.csv").columns)
     assert {"lr-AdamW/head/decay", "lr-AdamW/depth_03/decay", "lr-AdamW/depth_02/decay"} <= names
     assert not any(n.startswith("lr-AdamW/depth_00") or n.startswith("lr-AdamW/depth_01") for n in names)

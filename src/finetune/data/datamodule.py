@@ -86,6 +86,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.tokenizer = None
         self.splits: DatasetDict | None = None
         self.label_names: list[str] = []
+        self.problem_type = "single_label_classification"
 
     @property
     def num_labels(self) -> int:
@@ -94,8 +95,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
     @property
     def model_kwargs(self) -> dict[str, Any]:
-        """What the network builder needs from the data: the label names (their count sizes the head)."""
-        return {"label_names": self.label_names}
+        """What the network builder needs from the data: label names (their count sizes the head), task type."""
+        return {"label_names": self.label_names, "problem_type": self.problem_type}
 
     def prepare_data(self) -> None:
         """Load, encode and tokenize everything now (Lightning calls this on one process per node)."""
@@ -113,9 +114,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         key = cache_key(self._source_identity(), self.tokenizer, self._settings())
         cached = load_cached(hp.cache_dir, key)
         if cached is None:
-            splits, label_names = self._build()
-            cached = save_cached(hp.cache_dir, key, splits, label_names)
-        self.splits, self.label_names = cached
+            splits, labels = self._build()
+            cached = save_cached(hp.cache_dir, key, splits, labels)
+        self.splits, (self.label_names, self.problem_type) = cached
         if hp.num_labels is not None and hp.num_labels != self.num_labels:
             raise UserError(
                 f"data.num_labels={hp.num_labels} but the data has {self.num_labels} classes {self.label_names}"
@@ -161,7 +162,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return sources.load_glue_dir(hp.data_dir, hp.subset)
         return sources.load_hub(hp.dataset, hp.subset)
 
-    def _build(self) -> tuple[DatasetDict, list[str]]:
+    def _build(self) -> tuple[DatasetDict, tuple[list[str], str]]:
         from finetune.data.labels import encode_labels, infer_label_space
 
         hp = self.hparams
@@ -172,7 +173,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         splits = cap_splits(splits, hp.max_train_samples, hp.max_eval_samples)
         space = infer_label_space(splits, hp.label_column, hp.label_names)
         splits = encode_labels(splits, hp.label_column, space)
-        return self._tokenize(splits, text_columns), space.names
+        return self._tokenize(splits, text_columns), (space.names, space.problem_type)
 
     def _tokenize(self, splits: DatasetDict, text_columns: list[str]) -> DatasetDict:
         tokenizer, max_length = self.tokenizer, self.hparams.max_length

@@ -4,10 +4,12 @@ Two conventions, decided once from the training split:
 - labels are class ids (a ``ClassLabel`` feature, or integers with ``data.label_names`` given): 0..k-1;
 - labels are names (strings, or integers such as star ratings without ``label_names``): each distinct
   training value is a class, in sorted order, and the model's ``id2label`` maps back to it.
+Float labels (STS-B's similarity scores) make a regression task: one output named after the label column.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +21,23 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LabelSpace:
-    """The classes of a task. ``values_are_ids``: the raw labels are already class ids."""
+    """The classes of a task. ``values_are_ids``: the raw labels are already class ids. ``regression``: scores."""
 
     names: list[str]
     values_are_ids: bool
+    regression: bool = False
 
-    def encode(self, value: Any, split: str, column: str) -> int:
-        """The class id of one raw label, or a ``UserError`` naming the label and what would fit."""
+    @property
+    def problem_type(self) -> str:
+        """The Hugging Face ``problem_type`` of the task."""
+        return "regression" if self.regression else "single_label_classification"
+
+    def encode(self, value: Any, split: str, column: str) -> int | float:
+        """The class id (or score) of one raw label, or a ``UserError`` naming the label and what would fit."""
+        if self.regression:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                return float(value)
+            raise UserError(f"label {value!r} in the {split} split ('{column}' column) is not a finite number")
         if self.values_are_ids:
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
                 return value
@@ -61,6 +73,10 @@ def infer_label_space(splits: DatasetDict, column: str, configured: list[str] | 
     values = [v for v in splits["train"].unique(column) if v is not None]
     if not values:
         raise UserError(f"label column '{column}' of the train split is empty")
+    if any(isinstance(v, float) for v in values) and all(isinstance(v, (int, float)) for v in values):
+        if configured:
+            raise UserError(f"label column '{column}' holds scores (floats): data.label_names applies to classes")
+        return LabelSpace([column], values_are_ids=False, regression=True)
     if all(_is_int(v) for v in values) and configured:
         return LabelSpace([str(n) for n in configured], values_are_ids=True)
     if all(isinstance(v, str) for v in values) or all(_is_int(v) for v in values):

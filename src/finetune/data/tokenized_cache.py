@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1  # bump when the cached layout or preprocessing changes
+FORMAT_VERSION = 2  # bump when the cached layout or preprocessing changes
 
 
 def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -44,8 +44,8 @@ def cache_key(source: dict[str, Any], tokenizer: PreTrainedTokenizerBase, settin
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def load_cached(cache_dir: str, key: str) -> tuple[DatasetDict, list[str]] | None:
-    """The cached splits and label names, or None when absent or unreadable."""
+def load_cached(cache_dir: str, key: str) -> tuple[DatasetDict, Any] | None:
+    """The cached splits and label description, or None when absent or unreadable."""
     from datasets import load_from_disk
 
     folder = Path(cache_dir) / "tokenized" / key
@@ -59,7 +59,7 @@ def load_cached(cache_dir: str, key: str) -> tuple[DatasetDict, list[str]] | Non
         return None
 
 
-def save_cached(cache_dir: str, key: str, splits: DatasetDict, labels: list[str]) -> tuple[DatasetDict, list[str]]:
+def save_cached(cache_dir: str, key: str, splits: DatasetDict, labels: Any) -> tuple[DatasetDict, Any]:
     """Write the splits under a temporary name and rename, so readers never see a half-written cache."""
     from datasets import load_from_disk
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
 from finetune.models.packaged import SCHEME, packaged_model_dir
@@ -40,20 +40,27 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
         raise _hub_hint(name_or_path, error) from error
 
 
-def _label_maps(label_names: list[str]) -> dict[str, dict]:
+def _label_maps(label_names: list[str], problem_type: str) -> dict[str, Any]:
     return {
+        "problem_type": problem_type,
         "num_labels": len(label_names),
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
 
 
-def pretrained_classifier(pretrained: str, label_names: list[str], trust_remote_code: bool = False) -> PreTrainedModel:
+def pretrained_classifier(
+    pretrained: str,
+    label_names: list[str],
+    problem_type: str = "single_label_classification",
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
     """A pretrained encoder with a fresh classification head sized to ``label_names``.
 
     Args:
         pretrained: hub name (``bert-base-uncased``), local folder, or ``packaged:<package>``.
         label_names: class names in label-id order; stored in the model config (``id2label``).
+        problem_type: ``single_label_classification``, or ``regression`` (one output named in ``label_names``).
         trust_remote_code: run modelling code shipped with the checkpoint. Off unless you trust its author.
     """
     from transformers import AutoModelForSequenceClassification
@@ -62,7 +69,9 @@ def pretrained_classifier(pretrained: str, label_names: list[str], trust_remote_
         log.warning("trust_remote_code=true: code from %s will run on this machine", pretrained)
     try:
         return AutoModelForSequenceClassification.from_pretrained(
-            resolve_pretrained(pretrained), trust_remote_code=trust_remote_code, **_label_maps(label_names)
+            resolve_pretrained(pretrained),
+            trust_remote_code=trust_remote_code,
+            **_label_maps(label_names, problem_type),
         )
     except OSError as error:
         raise _hub_hint(pretrained, error) from error
@@ -71,6 +80,7 @@ def pretrained_classifier(pretrained: str, label_names: list[str], trust_remote_
 def tiny_random_classifier(
     pretrained: str,
     label_names: list[str],
+    problem_type: str = "single_label_classification",
     hidden_size: int = 32,
     num_layers: int = 2,
     num_heads: int = 2,
@@ -84,7 +94,7 @@ def tiny_random_classifier(
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(resolve_pretrained(pretrained), **_label_maps(label_names))
+    config = AutoConfig.from_pretrained(resolve_pretrained(pretrained), **_label_maps(label_names, problem_type))
     config.hidden_size = hidden_size
     config.num_hidden_layers = num_layers
     config.num_attention_heads = num_heads

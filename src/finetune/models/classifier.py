@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy
 
+from finetune.models.objectives import objective_for
 from finetune.optim import build_optimizer
 from finetune.param_groups import freeze
 
@@ -19,22 +19,13 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-def _classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
-        },
-        prefix=prefix,
-    )
-
-
 class SequenceClassifier(pl.LightningModule):
-    """Fine-tunes an injected ``PreTrainedModel`` for sequence classification with cross-entropy.
+    """Fine-tunes an injected ``PreTrainedModel`` on sequence classification or regression.
 
-    Logged: ``train/loss`` (progress bar), ``train/acc``; ``val/loss``, ``val/acc``, ``val/f1``, ``val/acc_best``;
-    ``test/loss``, ``test/acc``, ``test/f1``. Label names are saved in the checkpoint's hyperparameters and in the
-    network's config (``id2label``).
+    Logged: ``train/loss`` (progress bar) and ``train/grad_norm``; for classification ``train/acc``, ``val/acc``,
+    ``val/f1``, ``val/acc_best`` and the same under ``test/``; for regression (``problem_type: regression``, one
+    output, MSE) ``val/mse``, ``val/pearson``, ``val/spearman``, ``val/pearson_best``; ``val/loss`` and
+    ``test/loss`` for both. Label names are saved in the checkpoint's hyperparameters and in the network's config.
 
     Args:
         net: the network; its ``config.num_labels`` sets the number of classes.
@@ -42,6 +33,7 @@ class SequenceClassifier(pl.LightningModule):
         scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step.
         label_smoothing: share of the target mass spread over all classes (0 = plain cross-entropy). It curbs
             over-confidence on small data; it also raises the lowest reachable loss, so loss thresholds move.
+        loss: ``auto`` (cross-entropy for classes, MSE for scores), ``cross_entropy`` or ``mse``.
         freeze_embeddings: no gradients for the embeddings: half of a small model's parameters, so a faster
             optimizer step, at some accuracy cost.
         freeze_layers: no gradients for the first N encoder layers.
@@ -55,32 +47,30 @@ class SequenceClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         freeze_embeddings: bool = False,
         freeze_layers: int = 0,
+        loss: str = "auto",
     ) -> None:
         super().__init__()
-        if not 0.0 <= label_smoothing < 1.0:
-            from finetune.errors import UserError
-
-            raise UserError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        n = net.config.num_labels
+        self.objective = objective_for(net.config.problem_type, n, loss, label_smoothing)
         self.net = net.train()  # from_pretrained returns eval mode; fine-tuning wants dropout on
         freeze(self.net, embeddings=freeze_embeddings, first_layers=freeze_layers)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.label_smoothing = label_smoothing
         # What a checkpoint needs to rebuild the head: the classes and their names.
         self.save_hyperparameters(
             {
-                "label_names": [net.config.id2label[i] for i in range(net.config.num_labels)],
-                "num_labels": net.config.num_labels,
+                "label_names": [net.config.id2label[i] for i in range(n)],
+                "num_labels": n,
+                "problem_type": net.config.problem_type,
                 "model_type": net.config.model_type,
             },
             logger=False,
         )
-        n = net.config.num_labels
-        self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
-        self.val_metrics = _classification_metrics(n, "val/")
-        self.test_metrics = _classification_metrics(n, "test/")
+        self.train_acc = None if self.objective.regression else MulticlassAccuracy(num_classes=n, average="micro")
+        self.val_metrics = self.objective.metrics("val/")
+        self.test_metrics = self.objective.metrics("test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        self.val_acc_best = MaxMetric()
+        self.val_best = MaxMetric()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a tokenized batch (labels, if present, are ignored)."""
@@ -88,22 +78,23 @@ class SequenceClassifier(pl.LightningModule):
         return self.net(**inputs).logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy (with label smoothing) in float32, whatever the autocast dtype of the logits."""
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        """The objective's loss (cross-entropy with label smoothing, or MSE) in float32."""
+        return self.objective.loss(logits, labels)
 
     def on_train_start(self) -> None:
         # The sanity check may have filled the metrics; the best value must come from real epochs only.
         self.val_metrics.reset()
         self.val_loss.reset()
-        self.val_acc_best.reset()
+        self.val_best.reset()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch)
         loss = self.loss(logits, batch["labels"])
-        self.train_acc(logits.argmax(-1), batch["labels"])
         size = batch["labels"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
+        if self.train_acc is not None:
+            self.train_acc(logits.argmax(-1), batch["labels"])
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -111,10 +102,11 @@ class SequenceClassifier(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
-        self.val_acc_best(metrics["val/acc"])
+        main = self.objective.main_metric
+        self.val_best(metrics[f"val/{main}"])
         self.log_dict(metrics, prog_bar=True)
         self.log("val/loss", self.val_loss.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.log(f"val/{main}_best", self.val_best.compute(), prog_bar=True)
         self.val_metrics.reset()
         self.val_loss.reset()
 
@@ -130,7 +122,7 @@ class SequenceClassifier(pl.LightningModule):
     def _evaluate(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, mean_loss: MeanMetric) -> None:
         logits = self(batch)
         mean_loss.update(self.loss(logits, batch["labels"]), weight=batch["labels"].shape[0])
-        metrics.update(logits.argmax(-1), batch["labels"])
+        metrics.update(self.objective.predictions(logits), batch["labels"])
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         # Lightning calls this after backward (and after unscaling under 16-mixed) but before clipping.
