@@ -35,7 +35,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
     net = instantiate(cfg.model.net)(**datamodule.model_kwargs)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    module = instantiate(cfg.model, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+    optimizer = instantiate(cfg.optimizer)
+    module_kwargs = getattr(datamodule, "module_kwargs", {})  # the task's metrics and test sets
+    module = instantiate(cfg.model, net=net, optimizer=optimizer, scheduler=scheduler, **module_kwargs)
 
     callbacks = instantiate_bag(cfg.get("callbacks"))
     loggers = instantiate_bag(cfg.get("logger"))

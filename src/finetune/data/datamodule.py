@@ -39,6 +39,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
         text_column: the text; ``text_pair_column`` adds the second text of sentence-pair tasks.
         label_column: string names or integer ids; see ``finetune.data.labels``.
         label_names: class names in id order; ``num_labels`` checks the data against a known class count.
+        metrics: the task's metrics (None: acc and f1 for classes, pearson, spearman and mse for scores).
+        main_metric: the one that checkpointing, early stopping and sweeps follow (``val/<main_metric>``).
+        extra_test_splits: more test sets, name -> source split (MNLI: ``test_mismatched`` ->
+            ``validation_mismatched``); each is tested and reported as ``<name>/<metric>``.
         max_length: tokens kept per example (longer texts are truncated).
         batch_size: training batch; ``eval_batch_size`` for validation and test (no gradients: larger fits).
         group_by_length: batch training examples of similar length together (shuffled, seeded), which
@@ -65,6 +69,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         label_column: str = "label",
         label_names: list[str] | None = None,
         num_labels: int | None = None,
+        metrics: list[str] | None = None,
+        main_metric: str = "acc",
+        extra_test_splits: dict[str, str] | None = None,
         max_length: int = 128,
         batch_size: int = 32,
         eval_batch_size: int = 64,
@@ -97,6 +104,17 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def model_kwargs(self) -> dict[str, Any]:
         """What the network builder needs from the data: label names (their count sizes the head), task type."""
         return {"label_names": self.label_names, "problem_type": self.problem_type}
+
+    @property
+    def test_sets(self) -> list[str]:
+        """Names of the test sets, in test-dataloader order."""
+        return ["test", *(self.hparams.extra_test_splits or {})]
+
+    @property
+    def module_kwargs(self) -> dict[str, Any]:
+        """What the LightningModule needs from the data: the task's metrics and its test sets."""
+        hp = self.hparams
+        return {"metrics": hp.metrics, "main_metric": hp.main_metric, "test_sets": self.test_sets}
 
     def prepare_data(self) -> None:
         """Load, encode and tokenize everything now (Lightning calls this on one process per node)."""

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from finetune.models.objectives import objective_for
+from finetune.models.objectives import LOWER_IS_BETTER, objective_for
 from finetune.optim import build_optimizer
 from finetune.param_groups import freeze
 
@@ -34,6 +34,9 @@ class SequenceClassifier(pl.LightningModule):
         label_smoothing: share of the target mass spread over all classes (0 = plain cross-entropy). It curbs
             over-confidence on small data; it also raises the lowest reachable loss, so loss thresholds move.
         loss: ``auto`` (cross-entropy for classes, MSE for scores), ``cross_entropy`` or ``mse``.
+        metrics: metric names from the data (``data.metrics``: acc, f1, f1_pos, mcc; pearson, spearman, mse).
+        main_metric: the metric tracked as ``val/<name>_best`` (``data.main_metric``).
+        test_sets: names of the test sets, one per test dataloader (``test``, plus ``test_mismatched`` for MNLI).
         freeze_embeddings: no gradients for the embeddings: half of a small model's parameters, so a faster
             optimizer step, at some accuracy cost.
         freeze_layers: no gradients for the first N encoder layers.
@@ -48,10 +51,13 @@ class SequenceClassifier(pl.LightningModule):
         freeze_embeddings: bool = False,
         freeze_layers: int = 0,
         loss: str = "auto",
+        metrics: list[str] | None = None,
+        main_metric: str | None = None,
+        test_sets: list[str] | None = None,
     ) -> None:
         super().__init__()
         n = net.config.num_labels
-        self.objective = objective_for(net.config.problem_type, n, loss, label_smoothing)
+        self.objective = objective_for(net.config.problem_type, n, loss, label_smoothing, metrics, main_metric)
         self.net = net.train()  # from_pretrained returns eval mode; fine-tuning wants dropout on
         freeze(self.net, embeddings=freeze_embeddings, first_layers=freeze_layers)
         self.optimizer_factory = optimizer
@@ -68,9 +74,12 @@ class SequenceClassifier(pl.LightningModule):
         )
         self.train_acc = None if self.objective.regression else MulticlassAccuracy(num_classes=n, average="micro")
         self.val_metrics = self.objective.metrics("val/")
-        self.test_metrics = self.objective.metrics("test/")
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        self.val_best = MaxMetric()
+        self.val_loss = MeanMetric()
+        self.val_best = MinMetric() if self.objective.main_metric in LOWER_IS_BETTER else MaxMetric()
+        # One metric set per test set (MNLI has matched and mismatched), logged as <set>/<metric>.
+        self.test_sets = list(test_sets or ["test"])
+        self.test_metrics = torch.nn.ModuleList(self.objective.metrics(f"{name}/") for name in self.test_sets)
+        self.test_losses = torch.nn.ModuleList(MeanMetric() for _ in self.test_sets)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a tokenized batch (labels, if present, are ignored)."""
@@ -110,14 +119,15 @@ class SequenceClassifier(pl.LightningModule):
         self.val_metrics.reset()
         self.val_loss.reset()
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, self.test_loss)
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.test_metrics[dataloader_idx], self.test_losses[dataloader_idx])
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.log("test/loss", self.test_loss.compute())
-        self.test_metrics.reset()
-        self.test_loss.reset()
+        for name, metrics, mean_loss in zip(self.test_sets, self.test_metrics, self.test_losses, strict=True):
+            self.log_dict(metrics.compute(), add_dataloader_idx=False)
+            self.log(f"{name}/loss", mean_loss.compute(), add_dataloader_idx=False)
+            metrics.reset()
+            mean_loss.reset()
 
     def _evaluate(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, mean_loss: MeanMetric) -> None:
         logits = self(batch)

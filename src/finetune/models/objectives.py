@@ -10,13 +10,29 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score, MulticlassMatthewsCorrCoef
 from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
 
 from finetune.errors import UserError
 
 LOSSES = ("auto", "cross_entropy", "mse")
+CLASSIFICATION_METRICS = ("acc", "f1", "f1_pos", "mcc")
+REGRESSION_METRICS = ("pearson", "spearman", "mse")
+LOWER_IS_BETTER = ("mse",)
+
+
+def _metric(name: str, num_classes: int) -> Metric:
+    """One torchmetrics object by its short name (all sync correctly under DDP)."""
+    if name == "acc":
+        return MulticlassAccuracy(num_classes=num_classes, average="micro")
+    if name == "f1":  # macro F1: every class counts the same
+        return MulticlassF1Score(num_classes=num_classes, average="macro")
+    if name == "f1_pos":  # F1 of class 1, GLUE's F1 for MRPC and QQP
+        return BinaryF1Score()
+    if name == "mcc":  # Matthews correlation, GLUE's metric for CoLA
+        return MulticlassMatthewsCorrCoef(num_classes=num_classes)
+    return {"pearson": PearsonCorrCoef, "spearman": SpearmanCorrCoef, "mse": MeanSquaredError}[name]()
 
 
 @dataclass(frozen=True)
@@ -35,11 +51,8 @@ class Objective:
     num_outputs: int
     loss_name: str
     label_smoothing: float = 0.0
-
-    @property
-    def main_metric(self) -> str:
-        """The metric whose best value is tracked as ``val/<name>_best``."""
-        return "pearson" if self.regression else "acc"
+    metric_names: tuple[str, ...] = ("acc", "f1")
+    main_metric: str = "acc"
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss in float32, whatever the autocast dtype of the logits."""
@@ -56,19 +69,28 @@ class Objective:
         return logits.float().squeeze(-1) if self.regression else logits.argmax(-1)
 
     def metrics(self, prefix: str) -> MetricCollection:
-        """Accuracy and macro F1, or MSE, Pearson and Spearman, named ``<prefix><metric>``."""
-        if self.regression:
-            parts = {"mse": MeanSquaredError(), "pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()}
-        else:
-            parts = {
-                "acc": MulticlassAccuracy(num_classes=self.num_outputs, average="micro"),
-                "f1": MulticlassF1Score(num_classes=self.num_outputs, average="macro"),
-            }
-        return MetricCollection(parts, prefix=prefix)
+        """The task's metrics, named ``<prefix><metric>`` (``val/acc``, ``test/mcc``, ...)."""
+        return MetricCollection({n: _metric(n, self.num_outputs) for n in self.metric_names}, prefix=prefix)
 
 
-def objective_for(problem_type: str | None, num_outputs: int, loss: str, label_smoothing: float) -> Objective:
-    """The objective of a network, checking ``model.loss`` and ``model.label_smoothing`` against it."""
+def objective_for(
+    problem_type: str | None,
+    num_outputs: int,
+    loss: str,
+    label_smoothing: float,
+    metrics: list[str] | None = None,
+    main_metric: str | None = None,
+) -> Objective:
+    """The objective of a network, checking ``model.loss``, ``model.label_smoothing`` and the data's metrics.
+
+    Args:
+        problem_type: the network config's ``problem_type`` (``regression`` or a classification type).
+        num_outputs: classes, or 1 for regression.
+        loss: ``auto``, ``cross_entropy`` or ``mse``.
+        label_smoothing: for cross-entropy.
+        metrics: metric names (``data.metrics``); None: acc and f1, or pearson, spearman and mse.
+        main_metric: the metric tracked as ``val/<name>_best`` (``data.main_metric``); None: the first.
+    """
     if loss not in LOSSES:
         raise UserError(f"model.loss must be one of {list(LOSSES)}, got '{loss}'")
     if not 0.0 <= label_smoothing < 1.0:
@@ -79,4 +101,15 @@ def objective_for(problem_type: str | None, num_outputs: int, loss: str, label_s
     if regression and label_smoothing:
         raise UserError("model.label_smoothing applies to classification; the labels are scores (regression)")
     name = "mse" if regression else ("cross_entropy" if loss == "auto" else loss)
-    return Objective(regression, num_outputs, name, label_smoothing)
+    allowed = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+    names = tuple(metrics) if metrics else (REGRESSION_METRICS if regression else ("acc", "f1"))
+    wrong = [m for m in names if m not in allowed]
+    if wrong:
+        kind = "scores (regression)" if regression else "classes"
+        raise UserError(f"data.metrics {wrong} do not apply to {kind}; choose from {list(allowed)}")
+    if "f1_pos" in names and num_outputs != 2:
+        raise UserError(f"metric f1_pos needs 2 classes, the data has {num_outputs}")
+    main = main_metric or names[0]
+    if main not in names:
+        raise UserError(f"data.main_metric '{main}' is not one of data.metrics {list(names)}")
+    return Objective(regression, num_outputs, name, label_smoothing, names, main)
