@@ -9,7 +9,7 @@ import pytest
 
 from finetune.train import main
 from finetune.utils.loggers import wandb_credentials_present
-from tests.helpers.wandb_records import logged_history
+from tests.helpers.wandb_records import logged_history, read_records
 
 
 @pytest.fixture
@@ -42,3 +42,23 @@ def test_offline_run_lands_in_run_dir_with_metrics(no_wandb_credentials, make_cf
     for key in ("test/acc", "test/loss", "val/acc"):
         assert logged[key] == pytest.approx(summary["metrics"][key], rel=1e-6), key
     assert any("train/loss_step" in row for row in history)
+    run = next(r.run for r in read_records(files[0]) if r.WhichOneof("record_type") == "run")
+    assert run.display_name == cfg.hydra.job.override_dirname  # named after the job's overrides
+    assert run.run_group == cfg.task_name
+
+
+def test_multirun_jobs_are_grouped_by_their_sweep(no_wandb_credentials, make_cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
+
+    from finetune.utils.loggers import job_name_and_group
+
+    cfg = make_cfg("optimizer=adam")
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.sweep.dir = "outputs/train/multiruns/2026-01-01_00-00-00_000001"
+    HydraConfig.instance().set_config(cfg)
+    name, group = job_name_and_group("train")
+    assert name == cfg.hydra.job.override_dirname
+    assert group == "train/2026-01-01_00-00-00_000001"
