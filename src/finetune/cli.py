@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,14 +20,30 @@ def config_dir() -> str:
 
 
 def run_task(cfg) -> float | None:
-    """The Hydra task: train, and turn a ``UserError`` into one line on stderr and exit status 2."""
+    """The Hydra task: train; on failure record it in the job's dir.
+
+    A single run turns a ``UserError`` into one line on stderr and exit status 2 (other errors keep their
+    traceback). A multirun job returns NaN instead, so the sweep goes on; ``finetune.sweep.SweepReport``
+    counts the failures at the end and exits non-zero.
+    """
+    from finetune.sweep import failed_value, in_multirun, record_outcome
     from finetune.train import main  # imported here so --help and --cfg never load torch
 
+    output_dir = Path(cfg.paths.output_dir)
     try:
         return main(cfg)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except KeyboardInterrupt as error:
+        record_outcome(output_dir, "interrupted", error)
+        raise
+    except Exception as error:
+        record_outcome(output_dir, "failed", error)
+        if in_multirun():
+            logging.getLogger(__name__).error("job failed: %s (%s)", error, output_dir / "traceback.txt")
+            return failed_value(cfg)
+        if isinstance(error, UserError):
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
 
 
 def train_cli() -> None:

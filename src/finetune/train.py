@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from finetune.sweep import threads_per_job
 from finetune.utils.instantiate import instantiate_bag
 from finetune.utils.run import (
     best_checkpoint,
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune and test one model as ``cfg`` says; write and return the run summary (``metrics.json``)."""
     started = time.monotonic()
+    threads = threads_per_job()
+    if threads:  # parallel jobs on one machine share its cores
+        torch.set_num_threads(threads)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
@@ -59,6 +64,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "run_time_s": round(time.monotonic() - started, 3),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
+        "threads": torch.get_num_threads(),
         "best_checkpoint": checkpoint,
         "label_names": getattr(datamodule, "label_names", None),
         "metrics": metrics,
