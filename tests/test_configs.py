@@ -21,8 +21,11 @@ REQUIRED_FILLS = {"data": {"csv": "x.csv", "json": "x.json", "jsonl": "x.jsonl",
 
 
 def options(group: str) -> list[str]:
-    """Selectable options of a group (files starting with _ are shared bases, not options)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.name.startswith("_"))
+    """Selectable options of a group, nested ones as ``glue/cola`` (files starting with _ are shared bases)."""
+    folder = CONF_DIR / group
+    return sorted(
+        str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml") if not p.name.startswith("_")
+    )
 
 
 ALL = [(g, o) for g in GROUPS for o in options(g)]
