@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -10,9 +11,17 @@ import torch
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from finetune.errors import UserError
 from finetune.models.objectives import LOWER_IS_BETTER, objective_for
 from finetune.optim import build_optimizer
 from finetune.param_groups import freeze
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -37,6 +46,8 @@ class SequenceClassifier(pl.LightningModule):
         metrics: metric names from the data (``data.metrics``: acc, f1, f1_pos, mcc; pearson, spearman, mse).
         main_metric: the metric tracked as ``val/<name>_best`` (``data.main_metric``).
         test_sets: names of the test sets, one per test dataloader (``test``, plus ``test_mismatched`` for MNLI).
+        non_finite_loss: ``error`` stops at a NaN or infinite training loss, naming the step and the last good
+            checkpoint; ``skip`` drops that batch (no optimizer step) and goes on.
         freeze_embeddings: no gradients for the embeddings: half of a small model's parameters, so a faster
             optimizer step, at some accuracy cost.
         freeze_layers: no gradients for the first N encoder layers.
@@ -54,8 +65,12 @@ class SequenceClassifier(pl.LightningModule):
         metrics: list[str] | None = None,
         main_metric: str | None = None,
         test_sets: list[str] | None = None,
+        non_finite_loss: str = "error",
     ) -> None:
         super().__init__()
+        if non_finite_loss not in ("error", "skip"):
+            raise UserError(f"model.non_finite_loss must be 'error' or 'skip', got '{non_finite_loss}'")
+        self.non_finite_loss = non_finite_loss
         n = net.config.num_labels
         self.objective = objective_for(net.config.problem_type, n, loss, label_smoothing, metrics, main_metric)
         self.net = net.train()  # from_pretrained returns eval mode; fine-tuning wants dropout on
@@ -96,15 +111,31 @@ class SequenceClassifier(pl.LightningModule):
         self.val_loss.reset()
         self.val_best.reset()
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         logits = self(batch)
         loss = self.loss(logits, batch["labels"])
+        if not torch.isfinite(loss):
+            return self._non_finite(loss)
         size = batch["labels"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         if self.train_acc is not None:
             self.train_acc(logits.argmax(-1), batch["labels"])
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
         return loss
+
+    def _non_finite(self, loss: torch.Tensor) -> None:
+        """Skip the batch (``model.non_finite_loss=skip``: no optimizer step) or stop with the step and the last
+        good checkpoint, never a silent NaN model."""
+        step = self.trainer.global_step
+        if self.non_finite_loss == "skip":
+            log.warning("non-finite loss %s at step %d: batch skipped", loss.item(), step)
+            return None
+        callback = self.trainer.checkpoint_callback
+        last_good = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "") or "none yet"
+        raise NonFiniteLossError(
+            f"non-finite training loss ({loss.item()}) at step {step}; last good checkpoint: {last_good} "
+            "(lower optimizer.lr, keep gradient clipping on, or set model.non_finite_loss=skip)"
+        )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, self.val_loss)

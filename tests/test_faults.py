@@ -1,0 +1,51 @@
+"""Faults inside a run: a non-finite loss stops with the step named (or skips the batch); same seed, same result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from finetune.models import SequenceClassifier
+from finetune.models.classifier import NonFiniteLossError
+from finetune.train import train
+
+
+@pytest.fixture
+def nan_at_third_batch(monkeypatch):
+    real_loss = SequenceClassifier.loss
+    calls = {"train": 0}
+
+    def loss(self, logits, labels):
+        value = real_loss(self, logits, labels)
+        if self.training:
+            calls["train"] += 1
+            if calls["train"] == 3:
+                return value * torch.tensor(float("nan"))
+        return value
+
+    monkeypatch.setattr(SequenceClassifier, "loss", loss)
+
+
+def test_non_finite_loss_stops_naming_the_step(make_cfg, nan_at_third_batch) -> None:
+    cfg = make_cfg("debug=limit", "trainer.max_epochs=1")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 2; last good checkpoint"):
+        train(cfg)
+
+
+def test_non_finite_loss_can_skip_the_batch(make_cfg, nan_at_third_batch, caplog) -> None:
+    cfg = make_cfg("debug=limit", "trainer.max_epochs=1", "model.non_finite_loss=skip")
+    with caplog.at_level("WARNING"):
+        summary = train(cfg)
+    assert any("non-finite loss nan at step 2: batch skipped" in r.getMessage() for r in caplog.records)
+    assert torch.isfinite(torch.tensor(summary["metrics"]["train/loss"]))
+    state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_same_seed_same_metrics_on_cpu(make_cfg) -> None:
+    runs = [train(make_cfg("debug=limit", "trainer.deterministic=true", "seed=7")) for _ in range(2)]
+    assert runs[0]["metrics"] == runs[1]["metrics"]
+    other = train(make_cfg("debug=limit", "trainer.deterministic=true", "seed=8"))
+    assert other["metrics"] != runs[0]["metrics"]
