@@ -144,7 +144,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def _settings(self) -> dict[str, Any]:
         keys = ("test_split", "text_column", "text_pair_column", "label_column", "label_names", "max_length")
         keys += ("val_fraction", "seed", "max_train_samples", "max_eval_samples")
-        return {k: self.hparams[k] for k in keys}
+        extra = {"extra_test_splits": dict(self.hparams.extra_test_splits or {})}
+        return {**{k: self.hparams[k] for k in keys}, **extra}
 
     def _source_identity(self) -> dict[str, Any]:
         hp = self.hparams
@@ -187,7 +188,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         raw = self._load_raw()
         text_columns = [c for c in (hp.text_column, hp.text_pair_column) if c]
         check_columns(raw, [*text_columns, hp.label_column])
-        splits = arrange_splits(raw, hp.test_split, hp.val_fraction, hp.seed)
+        splits = arrange_splits(raw, hp.test_split, hp.val_fraction, hp.seed, hp.extra_test_splits)
         splits = cap_splits(splits, hp.max_train_samples, hp.max_eval_samples)
         space = infer_label_space(splits, hp.label_column, hp.label_names)
         splits = encode_labels(splits, hp.label_column, space)
@@ -237,5 +238,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", batch_size=self.hparams.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", batch_size=self.hparams.eval_batch_size)
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader per entry of ``test_sets`` (a list when there are extra test sets)."""
+        loaders = [self._loader(name, batch_size=self.hparams.eval_batch_size) for name in self.test_sets]
+        return loaders if len(loaders) > 1 else loaders[0]

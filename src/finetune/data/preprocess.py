@@ -26,15 +26,30 @@ def check_columns(raw: DatasetDict, needed: list[str]) -> None:
             )
 
 
-def arrange_splits(raw: DatasetDict, test_split: str, val_fraction: float, seed: int) -> DatasetDict:
-    """Return exactly train, validation and test.
+def arrange_splits(
+    raw: DatasetDict,
+    test_split: str,
+    val_fraction: float,
+    seed: int,
+    extra_test_splits: dict[str, str] | None = None,
+) -> DatasetDict:
+    """Return train, validation and test, plus each extra test set under its own name.
 
     The source's ``test_split`` becomes the test set. Validation is the source's own validation split unless
     that one is the test set or missing; then ``val_fraction`` of train is held out with ``seed``.
-    Without any test split the test runs on validation.
+    Without any test split the test runs on validation. ``extra_test_splits`` maps names to source splits
+    (MNLI: ``test_mismatched`` -> ``validation_mismatched``); each must exist.
     """
     from datasets import DatasetDict
 
+    extra = dict(extra_test_splits or {})
+    for name, source in extra.items():
+        if name in ("train", "validation", "test"):
+            raise UserError(f"data.extra_test_splits: '{name}' is taken; name extra test sets otherwise")
+        if source not in raw:
+            raise UserError(
+                f"data.extra_test_splits: {name} reads split '{source}', which the data lacks (it has {sorted(raw)})"
+            )
     train = raw["train"]
     test = raw.get(test_split)
     validation = raw.get("validation") if test_split != "validation" else None
@@ -46,11 +61,13 @@ def arrange_splits(raw: DatasetDict, test_split: str, val_fraction: float, seed:
         test = validation
     if len(train) == 0 or len(validation) == 0:
         raise UserError(f"too little data: {len(train)} training and {len(validation)} validation examples")
-    return DatasetDict({"train": train, "validation": validation, "test": test})
+    return DatasetDict(
+        {"train": train, "validation": validation, "test": test, **{name: raw[src] for name, src in extra.items()}}
+    )
 
 
 def cap_splits(splits: DatasetDict, max_train: int | None, max_eval: int | None) -> DatasetDict:
-    """Keep the first ``max_train`` training and ``max_eval`` validation/test examples (None keeps all)."""
+    """Keep the first ``max_train`` training and ``max_eval`` examples of every other split (None keeps all)."""
     from datasets import DatasetDict
 
     def cap(data, limit: int | None):
