@@ -14,7 +14,18 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from finetune.param_groups import GROUP_KEYS
 from tests.conftest import CONF_DIR, ROOT
 
-GROUPS = ["data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "experiment", "debug", "hparams_search"]
+GROUPS = [
+    "data",
+    "model",
+    "optimizer",
+    "scheduler",
+    "callbacks",
+    "logger",
+    "trainer",
+    "experiment",
+    "debug",
+    "hparams_search",
+]
 REQUIRED_GROUPS = [*GROUPS, "paths", "hydra", "hparams_search", "local"]
 # Keys some options leave for the user on the command line.
 REQUIRED_FILLS = {"data": {"csv": "x.csv", "json": "x.json", "jsonl": "x.jsonl", "parquet": "x.parquet"}}

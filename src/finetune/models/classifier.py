@@ -6,14 +6,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from finetune.errors import UserError
 from finetune.models.objectives import LOWER_IS_BETTER, objective_for
-from finetune.optim import build_optimizer
+from finetune.models.optimization import OptimizedModule
 from finetune.param_groups import freeze
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-class SequenceClassifier(pl.LightningModule):
+class SequenceClassifier(OptimizedModule):
     """Fine-tunes an injected ``PreTrainedModel`` on sequence classification or regression.
 
     Logged: ``train/loss`` (progress bar) and ``train/grad_norm``; for classification ``train/acc``, ``val/acc``,
@@ -164,39 +163,3 @@ class SequenceClassifier(pl.LightningModule):
         logits = self(batch)
         mean_loss.update(self.loss(logits, batch["labels"]), weight=batch["labels"].shape[0])
         metrics.update(self.objective.predictions(logits), batch["labels"])
-
-    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
-        # Lightning calls this after backward (and after unscaling under 16-mixed) but before clipping.
-        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
-            grads = [p.grad for p in self.net.parameters() if p.grad is not None]
-            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)
-
-    def _loss_scaler(self) -> Any:
-        return getattr(self.trainer.precision_plugin, "scaler", None)
-
-    def configure_optimizers(self) -> Any:
-        """Complete the optimizer and scheduler partials; the scheduler steps after every optimizer step."""
-        # Under 16-mixed Lightning cannot clip the gradients of a fused optimizer (it unscales internally).
-        optimizer = build_optimizer(self.optimizer_factory, self.net, allow_fused=self._loss_scaler() is None)
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, num_training_steps=total_steps)
-        # A factory may return a full Lightning scheduler config (e.g. plateau: stepped at validation on a metric).
-        config = scheduler if isinstance(scheduler, dict) else {"scheduler": scheduler, "interval": "step"}
-        return {"optimizer": optimizer, "lr_scheduler": config}
-
-    def configure_gradient_clipping(
-        self,
-        optimizer: Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        """Clip as configured. Without a loss scaler (32 or bf16) clip directly, because Lightning refuses
-        any mixed precision with a fused optimizer although only fp16's loss scaling needs the refusal."""
-        if self._loss_scaler() is not None or not gradient_clip_val:
-            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        elif gradient_clip_algorithm == "value":
-            torch.nn.utils.clip_grad_value_(self.net.parameters(), gradient_clip_val)
-        else:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), gradient_clip_val)

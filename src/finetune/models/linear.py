@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric, MinMetric
 
-from finetune.optim import build_optimizer
+from finetune.models.optimization import OptimizedModule
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -40,7 +39,7 @@ def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(prediction, target, reduction="mean")
 
 
-class LinearRegression(pl.LightningModule):
+class LinearRegression(OptimizedModule):
     """Fits ``ŷ = θ0 + θ1·x`` (``net.bias`` is θ0, ``net.weight`` is θ1) by minimising the mean squared error.
 
     Logged: ``train/loss`` (every step and per epoch, progress bar), ``theta/0`` and ``theta/1`` every step
@@ -112,32 +111,3 @@ class LinearRegression(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log("test/loss", self.test_loss.compute())
         self.test_loss.reset()
-
-    def configure_optimizers(self) -> Any:
-        """Complete the optimizer and scheduler partials; the scheduler steps after every optimizer step."""
-        optimizer = build_optimizer(self.optimizer_factory, self.net, allow_fused=self._loss_scaler() is None)
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, num_training_steps=total_steps)
-        # A factory may return a full Lightning scheduler config (e.g. plateau: stepped at validation on a metric).
-        config = scheduler if isinstance(scheduler, dict) else {"scheduler": scheduler, "interval": "step"}
-        return {"optimizer": optimizer, "lr_scheduler": config}
-
-    def _loss_scaler(self) -> Any:
-        return getattr(self.trainer.precision_plugin, "scaler", None)
-
-    def configure_gradient_clipping(
-        self,
-        optimizer: Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        """Clip as configured (the experiment turns clipping off). Without a loss scaler (32 or bf16) clip
-        directly, because Lightning refuses any mixed precision with a fused optimizer."""
-        if self._loss_scaler() is not None or not gradient_clip_val:
-            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        elif gradient_clip_algorithm == "value":
-            torch.nn.utils.clip_grad_value_(self.net.parameters(), gradient_clip_val)
-        else:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), gradient_clip_val)
