@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install train test test-fast lint format clean clean-outputs
+.PHONY: help install train test test-fast lint format clean clean-outputs glue-table
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,3 +44,6 @@ clean:  ## remove caches (keeps .venv and outputs/)
 
 clean-outputs:  ## remove every run under outputs/ (keeps outputs/.gitkeep)
 	find outputs -mindepth 1 -not -name .gitkeep -prune -exec rm -rf {} +
+
+glue-table: $(STAMP)  ## fine-tune on local GLUE tasks, write benchmarks/results/glue_table.md (ARGS="--tasks sst2,rte")
+	$(PY) scripts/glue_table.py $(ARGS)
