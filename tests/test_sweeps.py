@@ -48,6 +48,25 @@ def test_a_failing_job_is_recorded_and_the_rest_run(tmp_path: Path) -> None:
     failed = summary(jobs[2])
     assert "optimizer.lr must be positive" in failed["reason"]
     assert "Traceback" in (jobs[2] / "traceback.txt").read_text()
+    sweep_dir = jobs[0].parent  # the report was written at the end, failure included
+    rows = (sweep_dir / "summary.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4
+    for name in ("curves_val.png", "curves_train_loss.png", "final_metric.png"):
+        assert (sweep_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_an_interrupted_job_is_marked(make_cfg, monkeypatch) -> None:
+    import finetune.train
+    from finetune.cli import run_task
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune.train, "main", interrupted)
+    cfg = make_cfg()
+    with pytest.raises(KeyboardInterrupt):
+        run_task(cfg)
+    assert summary(Path(cfg.paths.output_dir))["status"] == "interrupted"
 
 
 @pytest.mark.slow
