@@ -26,7 +26,7 @@ def run_task(cfg) -> float | None:
     traceback). A multirun job returns NaN instead, so the sweep goes on; ``finetune.sweep.SweepReport``
     counts the failures at the end and exits non-zero.
     """
-    from finetune.sweep import failed_value, in_multirun, record_outcome
+    from finetune.sweep import FAILED_TRIAL, in_multirun, record_outcome
     from finetune.train import main  # imported here so --help and --cfg never load torch
 
     output_dir = Path(cfg.paths.output_dir)
@@ -39,7 +39,7 @@ def run_task(cfg) -> float | None:
         record_outcome(output_dir, "failed", error)
         if in_multirun():
             logging.getLogger(__name__).error("job failed: %s (%s)", error, output_dir / "traceback.txt")
-            return failed_value(cfg)
+            return FAILED_TRIAL
         if isinstance(error, UserError):
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None

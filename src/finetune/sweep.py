@@ -41,9 +41,8 @@ def record_outcome(output_dir: Path, status: str, error: BaseException) -> None:
     write_json_atomic(summary_path, summary)
 
 
-def failed_value(cfg: DictConfig) -> float:
-    """What a failed job returns to the sweeper: NaN, which Optuna records as a failed trial."""
-    return math.nan
+# What a failed job returns to the sweeper: NaN, which Optuna records as a failed trial.
+FAILED_TRIAL = math.nan
 
 
 def threads_per_job() -> int | None:
