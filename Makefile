@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install train test test-fast lint format clean clean-outputs glue-table
+.PHONY: help install train test test-fast lint format clean clean-outputs glue-table bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,3 +47,7 @@ clean-outputs:  ## remove every run under outputs/ (keeps outputs/.gitkeep)
 
 glue-table: $(STAMP)  ## fine-tune on local GLUE tasks, write benchmarks/results/glue_table.md (ARGS="--tasks sst2,rte")
 	$(PY) scripts/glue_table.py $(ARGS)
+
+bench: $(STAMP)  ## train MiniLM five ways on SST-2, write benchmarks/results/<date>.md (ARGS="--sentences 128 --rounds 1")
+	$(PY) -c "import accelerate" 2>/dev/null || $(PY) -m pip install -q -r benchmarks/requirements.txt
+	$(PY) -m benchmarks.bench $(ARGS)

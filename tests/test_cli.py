@@ -47,6 +47,7 @@ def test_run_dir_contract(tmp_path: Path) -> None:
         "metrics.json",
         "contract.log",
         "config_tree.log",
+        "run_identity.json",
     }
     assert {p.name for p in (run / ".hydra").iterdir()} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
     assert (run / "checkpoints" / "last.ckpt").is_file()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from finetune.train import main
-from finetune.utils.loggers import wandb_credentials_present
+from finetune.utils.loggers import wandb_credentials_present, wandb_run_id
 from tests.helpers.wandb_records import logged_history, read_records
 
 
@@ -45,6 +45,7 @@ def test_offline_run_lands_in_run_dir_with_metrics(no_wandb_credentials, make_cf
     run = next(r.run for r in read_records(files[0]) if r.WhichOneof("record_type") == "run")
     assert run.display_name == cfg.hydra.job.override_dirname  # named after the job's overrides
     assert run.run_group == cfg.task_name
+    assert run.run_id == wandb_run_id(run_dir)  # the same dir (a resumed run) continues the same wandb run
 
 
 def test_multirun_jobs_are_grouped_by_their_sweep(no_wandb_credentials, make_cfg) -> None:

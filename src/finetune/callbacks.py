@@ -1,11 +1,14 @@
-"""Project callbacks: stopping rules Lightning does not have."""
+"""Project callbacks: a stopping rule and a resumable last checkpoint, which Lightning does not have."""
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Checkpoint
 
 
 class LossThresholdStopping(pl.Callback):
@@ -33,3 +36,47 @@ class LossThresholdStopping(pl.Callback):
         if float(loss) < self.threshold:
             self.stopped_at_step = trainer.global_step
             trainer.should_stop = True
+
+
+class LastCheckpoint(Checkpoint):
+    """``checkpoints/last.ckpt``, the state to resume from: every ``every_n_train_steps`` optimizer steps, after
+    every validation and when fitting ends. The one before is kept as ``last-previous.ckpt``, so that a resume
+    falls back to it if the newest file is damaged.
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it also saves a top-k
+    checkpoint, so the newest state would be lost whenever the monitored metric did not improve. Being a
+    ``Checkpoint``, this callback runs after the others (early stopping's state is saved up to date).
+
+    Args:
+        dirpath: the checkpoints folder.
+        every_n_train_steps: also save every N optimizer steps (mid-epoch); 0 or None: only at validation.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int | None = 500) -> None:
+        if every_n_train_steps is not None and every_n_train_steps < 0:
+            raise ValueError(f"every_n_train_steps must be >= 0 or null, got {every_n_train_steps}")
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps or 0
+        self.last_model_path = ""
+        self._saved_step = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.every_n_train_steps and trainer.global_step % self.every_n_train_steps == 0:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.global_step == self._saved_step or trainer.fast_dev_run:
+            return
+        last = self.dirpath / "last.ckpt"
+        if trainer.is_global_zero and last.is_file():
+            os.replace(last, self.dirpath / "last-previous.ckpt")
+        trainer.save_checkpoint(last)  # Lightning writes to a temporary name and renames
+        self.last_model_path = str(last)
+        self._saved_step = trainer.global_step

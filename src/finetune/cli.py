@@ -20,22 +20,33 @@ def config_dir() -> str:
 
 
 def run_task(cfg) -> float | None:
-    """The Hydra task: train; on failure record it in the job's dir.
+    """The Hydra task: resume or start the run (``finetune.resume``), train; on failure record it in the job's dir.
 
     A single run turns a ``UserError`` into one line on stderr and exit status 2 (other errors keep their
     traceback). A multirun job returns NaN instead, so the sweep goes on; ``finetune.sweep.SweepReport``
-    counts the failures at the end and exits non-zero.
+    counts the failures at the end and exits non-zero. A run stopped by a cluster's signal exits with
+    128 + the signal's number after requeueing its SLURM job (``finetune.preemption``).
     """
+    from finetune.distributed import is_rank_zero
+    from finetune.preemption import RunPreempted, requeue_slurm_job
+    from finetune.resume import prepare_resume
     from finetune.sweep import FAILED_TRIAL, in_multirun, record_outcome
     from finetune.train import main  # imported here so --help and --cfg never load torch
 
-    output_dir = Path(cfg.paths.output_dir)
     try:
+        if not cfg.get("validate"):  # may move the run into the dir of the unfinished run it continues
+            prepare_resume(cfg, multirun=in_multirun(), rank_zero=is_rank_zero())
         return main(cfg)
+    except RunPreempted as preemption:  # metrics.json says interrupted; the checkpoint is saved
+        if is_rank_zero():
+            requeue_slurm_job()
+        print(f"interrupted: {preemption}; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(preemption.exit_code) from None
     except KeyboardInterrupt as error:
-        record_outcome(output_dir, "interrupted", error)
+        record_outcome(Path(cfg.paths.output_dir), "interrupted", error)
         raise
     except Exception as error:
+        output_dir = Path(cfg.paths.output_dir)
         record_outcome(output_dir, "failed", error)
         if in_multirun():
             logging.getLogger(__name__).error("job failed: %s (%s)", error, output_dir / "traceback.txt")

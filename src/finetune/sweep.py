@@ -26,11 +26,18 @@ def in_multirun() -> bool:
 
 
 def record_outcome(output_dir: Path, status: str, error: BaseException) -> None:
-    """Write ``metrics.json`` (status and reason) and ``traceback.txt`` into the job's dir, atomically."""
+    """Write ``metrics.json`` (status and reason) and ``traceback.txt`` into the job's dir, atomically.
+
+    Under DDP only rank 0 writes ``metrics.json``; the other ranks leave ``traceback.rank<N>.txt``.
+    """
+    from finetune.distributed import is_rank_zero, rank_tag
     from finetune.utils.run import write_json_atomic
 
     output_dir.mkdir(parents=True, exist_ok=True)
     reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    if not is_rank_zero():
+        (output_dir / f"traceback.{rank_tag()}.txt").write_text("".join(traceback.format_exception(error)))
+        return
     (output_dir / "traceback.txt").write_text("".join(traceback.format_exception(error)))
     summary_path = output_dir / "metrics.json"
     summary: dict[str, Any] = {}

@@ -9,9 +9,18 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from finetune.distributed import (
+    apply_global_batch,
+    is_rank_zero,
+    one_job_of_processes,
+    use_job_command_for_ddp_children,
+)
+from finetune.precision import resolve_precision
+from finetune.preemption import RunPreempted
 from finetune.sweep import threads_per_job
 from finetune.utils.instantiate import instantiate_bag
 from finetune.utils.run import (
@@ -23,6 +32,7 @@ from finetune.utils.run import (
     to_floats,
     write_json_atomic,
 )
+from finetune.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +45,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(threads)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    if "batch_size" in cfg.data:  # data.global_batch_size sets the per-device batch and the accumulation
+        log.info(apply_global_batch(cfg))
+    if HydraConfig.initialized():  # DDP's other ranks: single runs of this job, in this run dir
+        use_job_command_for_ddp_children(cfg.paths.output_dir)
 
     datamodule = instantiate(cfg.data)
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
@@ -46,36 +60,47 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     callbacks = instantiate_bag(cfg.get("callbacks"))
     loggers = instantiate_bag(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    precision = resolve_precision(cfg.trainer.get("precision", "32"))  # auto: bf16-mixed where it is fast
+    trainer: pl.Trainer = instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False)
     log_hyperparameters(trainer, cfg, module)
 
+    preemption = None  # a cluster's signal: checkpoint saved, no test (the node is about to go)
     if cfg.get("train"):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        except RunPreempted as signal_stop:
+            preemption = signal_stop
     # Read now: testing a checkpoint restores the callbacks' saved state (early stopping, timer) too.
-    fit_metrics, why_stopped = to_floats(trainer.callback_metrics), stop_reason(trainer)
+    fit_metrics = to_floats(trainer.callback_metrics)
+    why_stopped = f"signal/{preemption.signal_name}" if preemption else stop_reason(trainer)
     checkpoint = best_checkpoint(trainer) if cfg.get("train") else cfg.get("ckpt_path")
-    if cfg.get("test"):
-        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=False)
+    if cfg.get("test") and preemption is None:
+        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     metrics = {**fit_metrics, **to_floats(trainer.callback_metrics)}
 
     summary = {
-        "status": "interrupted" if trainer.interrupted else "completed",
+        "status": "interrupted" if trainer.interrupted or preemption else "completed",
         "stop_reason": why_stopped if cfg.get("train") else "not_trained",
         "run_time_s": round(time.monotonic() - started, 3),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "threads": torch.get_num_threads(),
+        "precision": str(trainer.precision),
         "best_checkpoint": checkpoint,
+        "resumed_from": cfg.get("ckpt_path") if cfg.get("train") else None,
         "label_names": getattr(datamodule, "label_names", None),
         "metrics": metrics,
     }
     if trainer.is_global_zero:
         write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", summary)
+    if preemption is not None:
+        raise preemption
     return summary
 
 
 def main(cfg: DictConfig) -> float | None:
-    """Print and save the config tree, train, and return ``cfg.optimized_metric`` for sweepers.
+    """Print and save the config tree, validate it (``validate=true`` stops there), train, and return
+    ``cfg.optimized_metric`` for sweepers.
 
     The wandb run is always closed, so the jobs of a multirun never write into each other's runs.
     """
@@ -83,13 +108,21 @@ def main(cfg: DictConfig) -> float | None:
     output_dir.mkdir(parents=True, exist_ok=True)
     if logging.getLogger().handlers:  # Hydra's handlers print and write the log file; lightning adds a second printer
         logging.getLogger("lightning").handlers.clear()
-    print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+    print_config_tree(cfg, save_to=output_dir / "config_tree.log" if is_rank_zero() else None)
+    checked = validate_config(cfg)  # every run: a mistake in the input fails in seconds, before any weights load
+    if cfg.get("validate"):
+        print("\n".join(["validate=true: OK, nothing was trained", *checked]))
+        return None
+    log.info("validated:\n%s", "\n".join(checked))
     try:
-        summary = train(cfg)
+        with one_job_of_processes():  # the next job of a multirun starts its own DDP processes
+            summary = train(cfg)
     finally:
         _finish_wandb()
     log.info("test metrics: %s", {k: round(v, 4) for k, v in summary["metrics"].items() if k.startswith("test/")})
     log.info("run dir: %s", output_dir)
+    if not cfg.get("train"):  # a test-only run has no validation metrics to return to a sweeper
+        return None
     return metric_value(summary["metrics"], cfg.get("optimized_metric"))
 
 

@@ -9,13 +9,16 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from finetune.data import sources
-from finetune.data.preprocess import arrange_splits, cap_splits, check_columns
+from finetune.data.labels import check_num_labels
+from finetune.data.preprocess import arrange_splits, cap_splits, check_columns, check_max_length
 from finetune.data.tokenized_cache import cache_key, load_cached, save_cached
 from finetune.errors import UserError
 from finetune.models.builders import load_tokenizer
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
+
+    from finetune.data.labels import LabelSpace
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
         extra_test_splits: more test sets, name -> source split (MNLI: ``test_mismatched`` ->
             ``validation_mismatched``); each is tested and reported as ``<name>/<metric>``.
         max_length: tokens kept per example (longer texts are truncated).
-        batch_size: training batch; ``eval_batch_size`` for validation and test (no gradients: larger fits).
+        batch_size: training batch per device; ``eval_batch_size`` for validation and test (no gradients:
+            larger fits).
+        global_batch_size: examples per optimizer step over all devices and accumulation; with
+            ``micro_batch_size`` (default ``batch_size``) train() derives the per-device batch and
+            ``trainer.accumulate_grad_batches`` from it (``finetune.distributed.apply_global_batch``).
         group_by_length: batch training examples of similar length together (shuffled, seeded), which
             cuts padding; see ``finetune.data.sampler``.
         num_workers: loader worker processes.
@@ -75,6 +82,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         max_length: int = 128,
         batch_size: int = 32,
         eval_batch_size: int = 64,
+        global_batch_size: int | None = None,
+        micro_batch_size: int | None = None,
         group_by_length: bool = False,
         num_workers: int = 0,
         val_fraction: float = 0.1,
@@ -84,6 +93,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         cache_dir: str = "outputs/.cache",
     ) -> None:
         super().__init__()
+        # Plain lists and dicts, not Hydra's containers: checkpoints must load with torch.load(weights_only=True).
+        label_names, metrics = _plain(label_names), _plain(metrics)
+        extra_test_splits = _plain(extra_test_splits)
         self.save_hyperparameters(logger=False)
         for name in ("batch_size", "eval_batch_size", "max_length"):
             if int(getattr(self.hparams, name)) < 1:
@@ -126,19 +138,14 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return
         hp = self.hparams
         self.tokenizer = load_tokenizer(hp.tokenizer)
-        model_limit = getattr(self.tokenizer, "model_max_length", None) or 0
-        if 0 < model_limit < 100_000 and hp.max_length > model_limit:
-            raise UserError(f"data.max_length={hp.max_length} exceeds the model's limit of {model_limit} tokens")
+        check_max_length(hp.max_length, self.tokenizer)
         key = cache_key(self._source_identity(), self.tokenizer, self._settings())
         cached = load_cached(hp.cache_dir, key)
         if cached is None:
             splits, labels = self._build()
             cached = save_cached(hp.cache_dir, key, splits, labels)
         self.splits, (self.label_names, self.problem_type) = cached
-        if hp.num_labels is not None and hp.num_labels != self.num_labels:
-            raise UserError(
-                f"data.num_labels={hp.num_labels} but the data has {self.num_labels} classes {self.label_names}"
-            )
+        check_num_labels(hp.num_labels, self.label_names)
         log.info("data: %s", {split: len(data) for split, data in self.splits.items()})
 
     def _settings(self) -> dict[str, Any]:
@@ -181,18 +188,29 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return sources.load_glue_dir(hp.data_dir, hp.subset)
         return sources.load_hub(hp.dataset, hp.subset)
 
-    def _build(self) -> tuple[DatasetDict, tuple[list[str], str]]:
+    @property
+    def text_columns(self) -> list[str]:
+        """The text column, and the second text's column for sentence pairs."""
+        return [c for c in (self.hparams.text_column, self.hparams.text_pair_column) if c]
+
+    def labelled_splits(self) -> tuple[DatasetDict, LabelSpace]:
+        """The raw splits, columns checked, arranged, capped and with every label encoded; not tokenized.
+
+        ``validate=true`` stops here: every data mistake shows up without the cost of tokenizing.
+        """
         from finetune.data.labels import encode_labels, infer_label_space
 
         hp = self.hparams
         raw = self._load_raw()
-        text_columns = [c for c in (hp.text_column, hp.text_pair_column) if c]
-        check_columns(raw, [*text_columns, hp.label_column])
+        check_columns(raw, [*self.text_columns, hp.label_column])
         splits = arrange_splits(raw, hp.test_split, hp.val_fraction, hp.seed, hp.extra_test_splits)
         splits = cap_splits(splits, hp.max_train_samples, hp.max_eval_samples)
         space = infer_label_space(splits, hp.label_column, hp.label_names)
-        splits = encode_labels(splits, hp.label_column, space)
-        return self._tokenize(splits, text_columns), (space.names, space.problem_type)
+        return encode_labels(splits, hp.label_column, space), space
+
+    def _build(self) -> tuple[DatasetDict, tuple[list[str], str]]:
+        splits, space = self.labelled_splits()
+        return self._tokenize(splits, self.text_columns), (space.names, space.problem_type)
 
     def _tokenize(self, splits: DatasetDict, text_columns: list[str]) -> DatasetDict:
         tokenizer, max_length = self.tokenizer, self.hparams.max_length
@@ -217,8 +235,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         multiple = 8 if "16" in precision else None
         return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=multiple)
 
-    def _loader(self, split: str, **batching: Any) -> DataLoader:
-        return DataLoader(
+    def _loader(self, split: str, loader_class: type[DataLoader] = DataLoader, **batching: Any) -> DataLoader:
+        return loader_class(
             self.splits[split],
             collate_fn=self._collator(),
             num_workers=self.hparams.num_workers,
@@ -226,19 +244,53 @@ class TextClassificationDataModule(pl.LightningDataModule):
             **batching,
         )
 
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        if not hp.group_by_length:
-            return self._loader("train", batch_size=hp.batch_size, shuffle=True)
+        """Seeded batches (length-grouped if ``group_by_length``) from a loader that resumes mid-epoch; under
+        several processes each takes its part of every global batch (``EpochBatchSampler.shard``)."""
+        import torch
+
+        from finetune.data.resumable import ResumableDataLoader, ShuffledBatchSampler
         from finetune.data.sampler import LengthGroupedBatchSampler
 
-        lengths = [len(ids) for ids in self.splits["train"]["input_ids"]]
-        return self._loader("train", batch_sampler=LengthGroupedBatchSampler(lengths, hp.batch_size, hp.seed))
+        hp, train = self.hparams, self.splits["train"]
+        rank, world = self._rank_and_world()
+        if hp.group_by_length:
+            lengths = [len(ids) for ids in train["input_ids"]]
+            batches = LengthGroupedBatchSampler(lengths, hp.batch_size * world, hp.seed)
+        else:
+            batches = ShuffledBatchSampler(len(train), hp.batch_size * world, hp.seed)
+        batches.shard(rank, world)
+        # Its own generator: the loader's per-epoch seed draw must not consume the global RNG (dropout's), or a
+        # run resumed mid-epoch would draw different dropout masks than the uninterrupted run.
+        generator = torch.Generator().manual_seed(hp.seed)
+        return self._loader("train", ResumableDataLoader, batch_sampler=batches, generator=generator)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        rank, world = self._rank_and_world()
+        if world == 1:
+            return self._loader(split, batch_size=self.hparams.eval_batch_size)
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+        # Each example exactly once over all processes (the default distributed sampler pads with repeats,
+        # which would count some twice); the metrics gather the parts.
+        sampler = UnrepeatedDistributedSampler(self.splits[split], num_replicas=world, rank=rank, shuffle=False)
+        return self._loader(split, batch_size=self.hparams.eval_batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", batch_size=self.hparams.eval_batch_size)
+        return self._eval_loader("validation")
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         """One loader per entry of ``test_sets`` (a list when there are extra test sets)."""
-        loaders = [self._loader(name, batch_size=self.hparams.eval_batch_size) for name in self.test_sets]
+        loaders = [self._eval_loader(name) for name in self.test_sets]
         return loaders if len(loaders) > 1 else loaders[0]
+
+
+def _plain(value: Any) -> Any:
+    """A Hydra ``ListConfig``/``DictConfig`` as a plain list/dict (other values unchanged)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value

@@ -103,3 +103,9 @@ def encode_labels(splits: DatasetDict, column: str, space: LabelSpace) -> Datase
             for split, data in splits.items()
         }
     )
+
+
+def check_num_labels(expected: int | None, names: list[str]) -> None:
+    """The data's classes number ``data.num_labels`` (None: no check)."""
+    if expected is not None and expected != len(names):
+        raise UserError(f"data.num_labels={expected} but the data has {len(names)} classes {names}")

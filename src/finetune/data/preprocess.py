@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
 
@@ -76,3 +76,16 @@ def cap_splits(splits: DatasetDict, max_train: int | None, max_eval: int | None)
     return DatasetDict(
         {split: cap(data, max_train if split == "train" else max_eval) for split, data in splits.items()}
     )
+
+
+def check_max_length(max_length: int, tokenizer: Any) -> int | None:
+    """``data.max_length`` within the tokenizer's limit; return that limit (None when the tokenizer sets none).
+
+    Tokenizers without a limit report a huge ``model_max_length`` (1e30), hence the 100_000 cut-off.
+    """
+    limit = getattr(tokenizer, "model_max_length", None) or 0
+    if not 0 < limit < 100_000:
+        return None
+    if max_length > limit:
+        raise UserError(f"data.max_length={max_length} exceeds the model's limit of {limit} tokens")
+    return limit

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
-from torch.utils.data import Sampler
+
+from finetune.data.resumable import EpochBatchSampler
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
+class LengthGroupedBatchSampler(EpochBatchSampler):
     """Yields batches of indices grouped by length, in a shuffled, seeded order that changes every epoch.
 
     Each epoch shuffles all indices, cuts them into megabatches of ``megabatch_size`` batches, sorts each
@@ -24,20 +25,12 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, megabatch_size: int = 50) -> None:
+        super().__init__(batch_size, seed)
         self.lengths = torch.as_tensor(lengths)
-        self.batch_size = batch_size
-        self.seed = seed
         self.megabatch_size = megabatch_size
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use a new order for ``epoch`` (called by Lightning)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches, in order."""
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.lengths), generator=generator)
         span = self.batch_size * self.megabatch_size
@@ -46,5 +39,4 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             mega = order[start : start + span]
             mega = mega[torch.argsort(self.lengths[mega], descending=True, stable=True)]
             batches.extend(mega[i : i + self.batch_size].tolist() for i in range(0, len(mega), self.batch_size))
-        for i in torch.randperm(len(batches), generator=generator).tolist():
-            yield batches[i]
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]

@@ -56,8 +56,31 @@ def load_files(files: dict[str, Path], file_format: str) -> DatasetDict:
 
     try:
         return load_dataset(FILE_FORMATS[file_format], data_files={k: str(v) for k, v in files.items()})
-    except UnicodeDecodeError as error:
-        raise UserError(f"a data file is not valid UTF-8 text ({error.reason} at byte {error.start})") from error
+    except Exception as error:  # datasets wraps the decoding error in its DatasetGenerationError
+        if not _caused_by(error, UnicodeDecodeError):
+            raise
+        raise _not_utf8(files) from error
+
+
+def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:
+    for _ in range(10):  # bounded: a chain of causes can loop
+        if error is None or isinstance(error, kind):
+            return error is not None
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _not_utf8(files: dict[str, Path]) -> UserError:
+    """Name the first file that is not UTF-8 text, and the byte where decoding fails."""
+    for split, path in files.items():
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as error:
+            return UserError(
+                f"data.{split}_file is not UTF-8 text: {path} ({error.reason} at byte {error.start}); "
+                "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+            )
+    return UserError("a data file is not UTF-8 text; save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
 
 
 def load_hub(dataset: str, subset: str | None) -> DatasetDict:

@@ -34,6 +34,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
     from transformers import AutoTokenizer
 
     source = resolve_pretrained(name_or_path)
+    if trust_remote_code:
+        log.warning("trust_remote_code=true: tokenizer code from %s will run on this machine", name_or_path)
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as error:
@@ -49,11 +51,19 @@ def _label_maps(label_names: list[str], problem_type: str) -> dict[str, Any]:
     }
 
 
+def _speed_options(model: PreTrainedModel, gradient_checkpointing: bool) -> PreTrainedModel:
+    if gradient_checkpointing:  # recompute activations in backward: less memory, about a third more compute
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
 def pretrained_classifier(
     pretrained: str,
     label_names: list[str],
     problem_type: str = "single_label_classification",
     trust_remote_code: bool = False,
+    attn_implementation: str | None = "sdpa",
+    gradient_checkpointing: bool = False,
 ) -> PreTrainedModel:
     """A pretrained encoder with a fresh classification head sized to ``label_names``.
 
@@ -62,19 +72,24 @@ def pretrained_classifier(
         label_names: class names in label-id order; stored in the model config (``id2label``).
         problem_type: ``single_label_classification``, or ``regression`` (one output named in ``label_names``).
         trust_remote_code: run modelling code shipped with the checkpoint. Off unless you trust its author.
+        attn_implementation: ``sdpa`` (PyTorch's fused scaled-dot-product attention), ``eager``, or
+            ``flash_attention_2`` (needs the flash-attn package and a GPU); None: transformers' default.
+        gradient_checkpointing: trade compute for activation memory (long sequences, big batches on a GPU).
     """
     from transformers import AutoModelForSequenceClassification
 
     if trust_remote_code:
         log.warning("trust_remote_code=true: code from %s will run on this machine", pretrained)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             resolve_pretrained(pretrained),
             trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
             **_label_maps(label_names, problem_type),
         )
     except OSError as error:
         raise _hub_hint(pretrained, error) from error
+    return _speed_options(model, gradient_checkpointing)
 
 
 def tiny_random_classifier(
@@ -86,6 +101,8 @@ def tiny_random_classifier(
     num_heads: int = 2,
     intermediate_size: int = 64,
     dropout: float = 0.1,
+    attn_implementation: str | None = "sdpa",
+    gradient_checkpointing: bool = False,
 ) -> PreTrainedModel:
     """A small randomly initialised model of ``pretrained``'s family: its vocabulary, none of its weights.
 
@@ -94,10 +111,14 @@ def tiny_random_classifier(
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(resolve_pretrained(pretrained), **_label_maps(label_names, problem_type))
+    # Explicit False: transformers' default (None) may prompt on stdin when a repo ships code; tests never need it.
+    config = AutoConfig.from_pretrained(
+        resolve_pretrained(pretrained), trust_remote_code=False, **_label_maps(label_names, problem_type)
+    )
     config.hidden_size = hidden_size
     config.num_hidden_layers = num_layers
     config.num_attention_heads = num_heads
     config.intermediate_size = intermediate_size
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = dropout
-    return AutoModelForSequenceClassification.from_config(config)
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
+    return _speed_options(model, gradient_checkpointing)

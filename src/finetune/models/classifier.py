@@ -11,7 +11,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from finetune.errors import UserError
-from finetune.models.objectives import LOWER_IS_BETTER, objective_for
+from finetune.models.objectives import LOWER_IS_BETTER, Objective, objective_for
 from finetune.models.optimization import OptimizedModule
 from finetune.param_groups import freeze
 
@@ -50,6 +50,7 @@ class SequenceClassifier(OptimizedModule):
         freeze_embeddings: no gradients for the embeddings: half of a small model's parameters, so a faster
             optimizer step, at some accuracy cost.
         freeze_layers: no gradients for the first N encoder layers.
+        compile: ``torch.compile`` the network's forward (in place: checkpoints keep their parameter names).
     """
 
     def __init__(
@@ -65,11 +66,13 @@ class SequenceClassifier(OptimizedModule):
         main_metric: str | None = None,
         test_sets: list[str] | None = None,
         non_finite_loss: str = "error",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if non_finite_loss not in ("error", "skip"):
             raise UserError(f"model.non_finite_loss must be 'error' or 'skip', got '{non_finite_loss}'")
         self.non_finite_loss = non_finite_loss
+        self.compile_net = compile
         n = net.config.num_labels
         self.objective = objective_for(net.config.problem_type, n, loss, label_smoothing, metrics, main_metric)
         self.net = net.train()  # from_pretrained returns eval mode; fine-tuning wants dropout on
@@ -86,14 +89,25 @@ class SequenceClassifier(OptimizedModule):
             },
             logger=False,
         )
+        self.train_loss = MeanMetric(dist_sync_on_step=True)  # under DDP each step's value is the global mean
         self.train_acc = None if self.objective.regression else MulticlassAccuracy(num_classes=n, average="micro")
         self.val_metrics = self.objective.metrics("val/")
         self.val_loss = MeanMetric()
         self.val_best = MinMetric() if self.objective.main_metric in LOWER_IS_BETTER else MaxMetric()
+        # Saved in checkpoints, so a run resumed mid-epoch ends with the same epoch means and best value.
+        for running in (self.train_loss, self.train_acc, self.val_best):
+            if running is not None:
+                running.persistent(True)
         # One metric set per test set (MNLI has matched and mismatched), logged as <set>/<metric>.
         self.test_sets = list(test_sets or ["test"])
         self.test_metrics = torch.nn.ModuleList(self.objective.metrics(f"{name}/") for name in self.test_sets)
         self.test_losses = torch.nn.ModuleList(MeanMetric() for _ in self.test_sets)
+
+    def configure_model(self) -> None:
+        # Lightning calls this once the trainer is set up, on the right device; compiling earlier would trace
+        # for the wrong device. nn.Module.compile keeps the state_dict keys (no ``_orig_mod.`` prefix).
+        if self.compile_net and not getattr(self.net, "_compiled_call_impl", None):
+            self.net.compile()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a tokenized batch (labels, if present, are ignored)."""
@@ -104,19 +118,14 @@ class SequenceClassifier(OptimizedModule):
         """The objective's loss (cross-entropy with label smoothing, or MSE) in float32."""
         return self.objective.loss(logits, labels)
 
-    def on_train_start(self) -> None:
-        # The sanity check may have filled the metrics; the best value must come from real epochs only.
-        self.val_metrics.reset()
-        self.val_loss.reset()
-        self.val_best.reset()
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         logits = self(batch)
         loss = self.loss(logits, batch["labels"])
         if not torch.isfinite(loss):
             return self._non_finite(loss)
         size = batch["labels"].shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.train_loss(loss.detach(), weight=size)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         if self.train_acc is not None:
             self.train_acc(logits.argmax(-1), batch["labels"])
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
@@ -129,8 +138,12 @@ class SequenceClassifier(OptimizedModule):
         if self.non_finite_loss == "skip":
             log.warning("non-finite loss %s at step %d: batch skipped", loss.item(), step)
             return None
-        callback = self.trainer.checkpoint_callback
-        last_good = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "") or "none yet"
+        saved = [
+            getattr(c, name, "")
+            for name in ("last_model_path", "best_model_path")
+            for c in self.trainer.checkpoint_callbacks
+        ]
+        last_good = next((path for path in saved if path), "none yet")
         raise NonFiniteLossError(
             f"non-finite training loss ({loss.item()}) at step {step}; last good checkpoint: {last_good} "
             "(lower optimizer.lr, keep gradient clipping on, or set model.non_finite_loss=skip)"
@@ -142,10 +155,11 @@ class SequenceClassifier(OptimizedModule):
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         main = self.objective.main_metric
-        self.val_best(metrics[f"val/{main}"])
         self.log_dict(metrics, prog_bar=True)
         self.log("val/loss", self.val_loss.compute())
-        self.log(f"val/{main}_best", self.val_best.compute(), prog_bar=True)
+        if not self.trainer.sanity_checking:  # the best value comes from real epochs only
+            self.val_best(metrics[f"val/{main}"])
+            self.log(f"val/{main}_best", self.val_best.compute(), prog_bar=True)
         self.val_metrics.reset()
         self.val_loss.reset()
 
@@ -163,3 +177,16 @@ class SequenceClassifier(OptimizedModule):
         logits = self(batch)
         mean_loss.update(self.loss(logits, batch["labels"]), weight=batch["labels"].shape[0])
         metrics.update(self.objective.predictions(logits), batch["labels"])
+
+    @staticmethod
+    def logged_names(objective: Objective, test_sets: list[str]) -> set[str]:
+        """Every metric name this module logs: what ``monitor`` and ``optimized_metric`` may name.
+
+        Kept beside the ``self.log`` calls above so the two change together. ``train/loss`` is logged per step
+        and per epoch, which Lightning also reports as ``train/loss_step`` and ``train/loss_epoch``.
+        """
+        train = ["train/loss", "train/loss_step", "train/loss_epoch", "train/grad_norm"]
+        train += [] if objective.regression else ["train/acc"]
+        val = [*(f"val/{m}" for m in objective.metric_names), "val/loss", f"val/{objective.main_metric}_best"]
+        test = [f"{name}/{m}" for name in test_sets for m in (*objective.metric_names, "loss")]
+        return {*train, *val, *test}

@@ -52,6 +52,12 @@ class LinearRegression(OptimizedModule):
         scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step.
     """
 
+    # What ``monitor`` and ``optimized_metric`` may name; kept beside the ``self.log`` calls below.
+    LOGGED_NAMES = frozenset(
+        {"train/loss", "train/loss_step", "train/loss_epoch", "train/grad_norm", "theta/0", "theta/1"}
+        | {"val/loss", "val/loss_best", "test/loss"}
+    )
+
     def __init__(
         self,
         net: torch.nn.Linear,

@@ -32,6 +32,20 @@ class OptimizedModule(pl.LightningModule):
             grads = [p.grad for p in self.net.parameters() if p.grad is not None]
             self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)
 
+    def on_train_start(self) -> None:
+        # configure_optimizers reads trainer.estimated_stepping_batches, which builds the train loader before
+        # Lightning restores the loops, so Lightning never hands the loader its saved position; hand it now
+        # (before the first batch), or a run resumed mid-epoch would start the epoch's batches over.
+        self.trainer.fit_loop._load_combined_loader_states()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropout draws from the global generators: a run resumed mid-epoch must continue their streams.
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_rng_states(checkpoint["rng_states"])
+
     def _loss_scaler(self) -> Any:
         return getattr(self.trainer.precision_plugin, "scaler", None)
 
@@ -60,3 +74,34 @@ class OptimizedModule(pl.LightningModule):
             torch.nn.utils.clip_grad_value_(self.net.parameters(), gradient_clip_val)
         else:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), gradient_clip_val)
+
+
+def rng_states() -> dict[str, Any]:
+    """The global generators' states (torch, CUDA, numpy, Python) as tensors and plain values, so that the
+    checkpoint still loads with ``torch.load(weights_only=True)`` (numpy arrays would not)."""
+    import random
+
+    import numpy as np
+
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what ``rng_states`` saved."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))

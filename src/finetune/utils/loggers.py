@@ -1,11 +1,16 @@
-"""Tracker setup: wandb offline unless credentials exist, runs named after their overrides."""
+"""Tracker setup: wandb offline unless credentials exist, runs named after their overrides; a CSV logger that
+continues its file when a run resumes."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import netrc
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from lightning.pytorch.loggers import CSVLogger
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import WandbLogger
@@ -28,13 +33,20 @@ def job_name_and_group(task_name: str) -> tuple[str, str]:
     """Default run name (the job's overrides) and group (the multirun, or the task for single runs)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from finetune.utils.secrets import redact_text
+
     if not HydraConfig.initialized():
         return task_name, task_name
     hydra_cfg = HydraConfig.get()
-    name = hydra_cfg.job.override_dirname or task_name
+    name = redact_text(hydra_cfg.job.override_dirname) or task_name  # +api_key=... must not name the run
     if str(hydra_cfg.mode) == "RunMode.MULTIRUN":
         return name, f"{task_name}/{Path(hydra_cfg.sweep.dir).name}"
     return name, task_name
+
+
+def wandb_run_id(run_dir: str | Path) -> str:
+    """The wandb run id of a run dir: a resumed run (same dir) continues the same wandb run."""
+    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
 
 
 def wandb_logger(
@@ -63,11 +75,16 @@ def wandb_logger(
     """
     from lightning.pytorch.loggers import WandbLogger
 
+    from finetune.utils.secrets import redacted_argv
+
     if offline == "auto":
         offline = not wandb_credentials_present()
     default_name, default_group = job_name_and_group(task_name)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    # One wandb run per run dir: a resumed run (same dir) continues the same wandb run.
+    kwargs.setdefault("id", wandb_run_id(save_dir))
+    kwargs.setdefault("resume", "allow")
+    logger = WandbLogger(
         save_dir=save_dir,
         project=project,
         name=name or default_name,
@@ -77,3 +94,26 @@ def wandb_logger(
         log_model=log_model,
         **kwargs,
     )
+    with redacted_argv():  # wandb.init records the command line (+api_key=... too) in the run's metadata
+        _ = logger.experiment  # so start the run now; train() logs the hyperparameters right after anyway
+    return logger
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSV logger (``<save_dir>/<name>/metrics.csv``), which appends to the file of a resumed run
+    instead of deleting it."""
+
+    @property
+    def experiment(self) -> Any:
+        if self._experiment is not None:
+            return self._experiment
+        metrics_file = Path(self.log_dir) / "metrics.csv"
+        kept = metrics_file.with_name(".metrics.csv.kept")
+        if metrics_file.is_file():  # Lightning's writer deletes an existing file: keep it aside meanwhile
+            os.replace(metrics_file, kept)
+        writer = super().experiment
+        if kept.is_file():
+            os.replace(kept, metrics_file)
+            with metrics_file.open(newline="") as handle:
+                writer.metrics_keys = sorted(next(csv.reader(handle), []))  # the header it was written with
+        return writer

@@ -23,11 +23,13 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
     import rich.syntax
     import rich.tree
 
+    from finetune.utils.secrets import redact
+
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
     rest = [k for k in cfg if k not in TREE_SECTIONS and k != "hydra"]
     for key in [*[k for k in TREE_SECTIONS if k in cfg], *rest]:
-        value = cfg[key]
-        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        value = redact({key: cfg[key]}, resolve=True)[key]  # api keys and tokens never reach the screen or file
+        text = OmegaConf.to_yaml(value) if isinstance(value, dict) else str(value)
         tree.add(key, style="dim", guide_style="dim").add(rich.syntax.Syntax(text, "yaml"))
     rich.print(tree)
     if save_to is not None:
@@ -49,13 +51,11 @@ def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, module: pl.LightningModule) -> None:
     """Send the resolved config and parameter counts to every logger (the module logs none itself)."""
+    from finetune.utils.secrets import redact
+
     if not trainer.loggers:
         return
-    hparams: dict[str, Any] = {
-        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
-        for k in cfg
-        if k != "hydra"
-    }
+    hparams: dict[str, Any] = redact({k: cfg[k] for k in cfg if k != "hydra"}, resolve=True)  # trackers upload it
     params = list(module.parameters())
     hparams["model/params/total"] = sum(p.numel() for p in params)
     hparams["model/params/trainable"] = sum(p.numel() for p in params if p.requires_grad)
@@ -64,8 +64,8 @@ def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, module: pl.Lightni
 
 
 def stop_reason(trainer: pl.Trainer) -> str:
-    """Why fitting ended: interrupted, fast_dev_run, early_stopping/<reason>, loss_threshold, max_time, max_steps
-    or max_epochs."""
+    """Why fitting ended: interrupted, fast_dev_run, early_stopping/<reason>, loss_threshold,
+    max_time, max_steps or max_epochs."""
     from lightning.pytorch.callbacks import Timer
 
     if trainer.interrupted:

@@ -1,0 +1,156 @@
+"""Several processes, one run: who is rank 0, what Lightning's DDP launcher runs under Hydra, and the batch
+arithmetic that keeps the global batch fixed when the number of devices changes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from finetune.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def is_rank_zero() -> bool:
+    """True in the process that owns the run dir: global rank 0 (torchrun's RANK, srun's SLURM_PROCID, or
+    Lightning's LOCAL_RANK and NODE_RANK for the processes its launcher starts)."""
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key]) == 0
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def rank_tag() -> str:
+    """``rank<N>`` for this process's files (N: its rank as the environment tells it)."""
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return f"rank{os.environ[key]}"
+    return f"rank{os.environ.get('NODE_RANK', 0)}-{os.environ.get('LOCAL_RANK', 0)}"
+
+
+LAUNCH_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@contextmanager
+def one_job_of_processes() -> Iterator[None]:
+    """Undo what a DDP job leaves in this process, so the next job of a multirun starts its own processes.
+
+    Lightning leaves the process group open after fit and test, and its launcher writes ``LOCAL_RANK`` and the
+    other launch variables into this process's environment; with ``LOCAL_RANK`` set, the next job would think a
+    launcher like torchrun had started its ranks and wait for ranks that never come.
+    """
+    before = {key: os.environ.get(key) for key in LAUNCH_VARIABLES}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def device_count(trainer: DictConfig) -> int:
+    """Processes per node that ``trainer.devices`` asks for (``auto``/-1: every GPU, or one CPU process)."""
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, (list, tuple)) or (hasattr(devices, "__len__") and not isinstance(devices, str)):
+        return len(devices)
+    if str(devices) in ("auto", "-1"):
+        import torch
+
+        accelerator = str(trainer.get("accelerator", "auto"))
+        gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
+        return max(gpus, 1)
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()])
+    return int(devices)
+
+
+def apply_global_batch(cfg: DictConfig) -> str:
+    """Derive the per-device batch and ``accumulate_grad_batches`` from ``data.global_batch_size`` (if set) and
+    return a line describing the effective batch.
+
+    global = micro × devices × nodes × accumulation, with micro = ``data.micro_batch_size`` (default
+    ``data.batch_size``); a global batch that this does not divide is a ``UserError``.
+    """
+    data, trainer = cfg.data, cfg.trainer
+    world = device_count(trainer) * int(trainer.get("num_nodes", 1) or 1)
+    target = data.get("global_batch_size")
+    if target:
+        micro = int(data.get("micro_batch_size") or data.batch_size)
+        if micro < 1 or int(target) % (micro * world):
+            raise UserError(
+                f"data.global_batch_size={target} is not a multiple of data.micro_batch_size ({micro}) × "
+                f"{world} process(es); pick a global batch divisible by {micro * world}, or another micro batch"
+            )
+        with open_dict(cfg):
+            data.batch_size = micro
+            trainer.accumulate_grad_batches = int(target) // (micro * world)
+    accumulate = int(trainer.get("accumulate_grad_batches", 1) or 1)
+    effective = int(data.batch_size) * world * accumulate
+    return f"effective batch {effective} = {data.batch_size} per device × {world} process(es) × {accumulate} steps"
+
+
+def use_job_command_for_ddp_children(output_dir: str) -> None:
+    """Make Lightning's DDP launcher start the other ranks as single runs of this job, in ``output_dir``.
+
+    Lightning's own command repeats ``sys.argv`` and ``hydra.run.dir``: inside a multirun that relaunches the whole
+    sweep in each child (lightning-hydra-template #393), and after a resume it points at a dir Hydra made but this
+    run left. This job's overrides and its real output dir avoid both.
+    """
+    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+    from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
+
+    def child_command(local_rank: int) -> tuple[list[str], str]:
+        return job_command(local_rank, output_dir)
+
+    fabric_launcher._hydra_subprocess_cmd = child_command
+    pytorch_launcher._hydra_subprocess_cmd = child_command
+
+
+def job_command(local_rank: int, output_dir: str) -> tuple[list[str], str]:
+    """``python train.py <this job's overrides> hydra.run.dir=<output_dir> ...`` and the folder to run it in."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd, to_absolute_path
+
+    import __main__
+
+    hydra_cfg = HydraConfig.get()
+    spec: Any = getattr(__main__, "__spec__", None)
+    script = [sys.executable, "-m", spec.name] if spec is not None else [sys.executable, to_absolute_path(sys.argv[0])]
+    overrides = [o for o in hydra_cfg.overrides.task if not o.split("=", 1)[0].lstrip("+~").startswith("hydra")]
+    command = [
+        *script,
+        *overrides,
+        f'hydra.run.dir="{output_dir}"',
+        f"hydra.job.name={hydra_cfg.job.name}_rank{local_rank}",  # its log file: <run dir>/<task>_rank1.log
+        "hydra.output_subdir=null",  # only rank 0 saves .hydra/
+    ]
+    return command, get_original_cwd()
+
+
+def fsdp_strategy(
+    layers: list[str], sharding_strategy: str = "FULL_SHARD", activation_checkpointing: bool = True, **kwargs: Any
+) -> Any:
+    """Lightning's ``FSDPStrategy`` with each of ``layers`` (class paths) one FSDP unit and, if asked,
+    checkpointing its activations."""
+    from hydra.utils import get_class
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    classes = {get_class(name) for name in layers}
+    return FSDPStrategy(
+        auto_wrap_policy=classes,
+        activation_checkpointing_policy=classes if activation_checkpointing else None,
+        sharding_strategy=sharding_strategy,
+        **kwargs,
+    )

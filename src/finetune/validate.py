@@ -1,0 +1,154 @@
+"""``python train.py validate=true``: check a composed config without training, print what was checked, exit 0.
+
+``finetune.train.main`` runs the same checks at the start of every run, before any weights load. Each check
+raises ``UserError`` at the first problem: one line saying what is wrong and what would be right. The cheap
+checks live here, the ones that read data, tokenizer, model config and checkpoint in ``validate_inputs``.
+Importing this module loads neither torch nor Lightning: Hydra builds ``RunDirCheck`` before a job starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from finetune.errors import UserError
+
+# Every trainer.precision Lightning accepts, as lightning.fabric.connector._PRECISION_INPUT lists them (a private
+# name, so not imported); tests/test_validate.py fails when Lightning's list changes.
+PRECISIONS = (
+    "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+    "transformer-engine", "transformer-engine-float16",
+)  # fmt: skip
+# Names Lightning itself offers to callbacks' ``monitor`` besides what the module logs.
+LIGHTNING_NAMES = frozenset({"epoch", "step"})
+
+
+def validate_config(cfg: DictConfig) -> list[str]:
+    """Check ``cfg`` as a run would use it: settings, output folders, data, model, checkpoint, metric names.
+
+    Reads the raw data, the tokenizer, the model's config and the checkpoint; tokenizes nothing and loads no
+    model weights. Returns the summary lines.
+
+    Raises:
+        UserError: at the first problem found.
+    """
+    from finetune.validate_inputs import check_inputs
+
+    _check_resolves(cfg)
+    lines = _check_settings(cfg)
+    check_writable(Path(cfg.paths.output_dir), "the run's files", "paths.log_dir")
+    if cfg.paths.get("cache_dir"):
+        check_writable(Path(cfg.paths.cache_dir), "the tokenized-data cache", "paths.cache_dir")
+    found = check_inputs(cfg)
+    if found.fit_names is not None:
+        lines.append(_check_metric_names(cfg, found.fit_names, found.all_names))
+    return [*found.lines, *lines, f"run dir: {cfg.paths.output_dir}"]
+
+
+def _check_resolves(cfg: DictConfig) -> None:
+    """Every ``???`` is filled and every interpolation resolves (Hydra's own node aside)."""
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    try:
+        OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as error:
+        raise UserError(f"{error.full_key} is not set: give it on the command line ({error.full_key}=...)") from None
+    except OmegaConfBaseException as error:
+        where = getattr(error, "full_key", None) or "the config"
+        raise UserError(f"{where} does not resolve: {str(error).splitlines()[0]}") from None
+
+
+def _integer(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise UserError(f"{key} must be {what}, got {value!r}")
+    return value
+
+
+def _check_settings(cfg: DictConfig) -> list[str]:
+    """Batch and sequence sizes, accumulation, precision, learning rate, seed and monitor mode."""
+    data, trainer, optimizer = cfg.get("data") or {}, cfg.get("trainer") or {}, cfg.get("optimizer") or {}
+    for key in ("batch_size", "eval_batch_size", "max_length"):
+        if key in data:
+            _integer(f"data.{key}", data[key], minimum=1)
+    accumulate = _integer("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), minimum=1)
+    for key in ("max_epochs", "max_steps"):
+        if trainer.get(key) is not None:
+            _integer(f"trainer.{key}", trainer[key], minimum=-1)
+    precision = str(trainer.get("precision", "32"))
+    if precision not in (*PRECISIONS, "auto"):
+        choices = ["auto", *PRECISIONS]
+        raise UserError(f"trainer.precision={precision} is not a Lightning precision; use one of {choices}")
+    lr = optimizer.get("lr")
+    if "lr" in optimizer and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise UserError(f"optimizer.lr must be a positive number (e.g. optimizer.lr=5e-5), got {lr!r}")
+    if cfg.get("seed") is not None:
+        _integer("seed", cfg.seed, minimum=0)
+    if cfg.get("monitor_mode") not in (None, "min", "max"):
+        raise UserError(f"monitor_mode must be min or max, got {cfg.monitor_mode!r}")
+    batch = f"batch {data.batch_size} x {accumulate} accumulated, " if "batch_size" in data else ""
+    target = str(optimizer.get("_target_", "?")).rsplit(".", 1)[-1]
+    return [f"loop: {target} lr {lr}, {batch}precision {precision}, max_epochs {trainer.get('max_epochs')}"]
+
+
+def _check_metric_names(cfg: DictConfig, fit_names: set[str], all_names: set[str]) -> str:
+    """``monitor`` (and every callback's or scheduler's ``monitor``) names a metric logged during fitting;
+    ``optimized_metric`` one logged by fitting or testing."""
+    watched = {"monitor": cfg.get("monitor")}
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if isinstance(node, DictConfig) and node.get("monitor") is not None:
+            watched[f"callbacks.{name}.monitor"] = node.monitor
+    if isinstance(cfg.get("scheduler"), DictConfig) and cfg.scheduler.get("monitor") is not None:
+        watched["scheduler.monitor"] = cfg.scheduler.monitor
+    for key, name in watched.items():
+        if name is not None and name not in fit_names | LIGHTNING_NAMES:
+            known = sorted(n for n in fit_names if n.startswith("val/"))
+            raise UserError(f"{key}={name} is never logged while fitting; the validation metrics are {known}")
+    optimized = cfg.get("optimized_metric")
+    if optimized is not None and optimized not in all_names:
+        known = sorted(n for n in all_names if not n.startswith("train/"))
+        raise UserError(f"optimized_metric={optimized} is never logged; the run logs {known}")
+    return f"metrics: monitor {cfg.get('monitor')} ({cfg.get('monitor_mode')}), optimized_metric {optimized}"
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why nothing can be written at ``path`` (its nearest existing folder decides), or None if it can."""
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def check_writable(path: Path, what: str, key: str) -> None:
+    """Raise ``UserError`` naming ``key`` when ``path`` cannot be written."""
+    reason = unwritable_reason(path)
+    if reason:
+        raise UserError(f"cannot write {what} under {path}: {reason}; set {key} to a folder you can write")
+
+
+class RunDirCheck(Callback):
+    """Refuse an unwritable run or sweep dir in one line, before Hydra fails creating it with a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(folder: str) -> None:
+        reason = unwritable_reason(Path(str(folder)))
+        if reason:
+            # Hydra prints any exception from here as a traceback; exit the way run_task does for a UserError.
+            message = f"cannot create the run dir {folder}: {reason}; set paths.log_dir to a folder you can write"
+            print(f"error: {message}", file=sys.stderr)
+            raise SystemExit(2)
