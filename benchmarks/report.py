@@ -12,6 +12,7 @@ NAMES = {
     "c": "hf_trainer_fastest",
     "d": "project_defaults",
     "e": "project_fastest",
+    "f": "project_frozen_embeddings",
 }
 
 

@@ -82,3 +82,14 @@ def test_compiled_model_trains_and_keeps_parameter_names(make_cfg) -> None:
     state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert not any("_orig_mod" in name for name in state)  # checkpoints load into an uncompiled model
     assert all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point())
+
+
+def test_pinned_memory_follows_the_device_unless_set(make_cfg) -> None:
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(make_cfg().data)
+    datamodule.setup()
+    assert datamodule.val_dataloader().pin_memory is False  # no trainer on a GPU
+    datamodule = instantiate(make_cfg("data.pin_memory=true").data)
+    datamodule.setup()
+    assert datamodule.val_dataloader().pin_memory is True

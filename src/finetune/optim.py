@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
 from finetune.param_groups import GROUP_KEYS, describe, param_groups
+from finetune.utils.instantiate import plain
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ def build_optimizer(factory: Callable[..., Optimizer], model: torch.nn.Module, a
         allow_fused: False where the loop cannot use a fused optimizer (fp16 loss scaling with clipping).
     """
     keywords = dict(factory.keywords) if isinstance(factory, functools.partial) else {}
+    # Plain lists (betas), not Hydra's ListConfig: the optimizer state is saved in checkpoints, which must load
+    # with torch.load(weights_only=True).
+    keywords = {key: plain(value) for key, value in keywords.items()}
     shaping = {key: keywords.pop(key) for key in GROUP_KEYS if key in keywords}
     target = factory.func if isinstance(factory, functools.partial) else factory
     lr = keywords.get("lr", inspect.signature(target).parameters["lr"].default)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
@@ -14,6 +15,7 @@ from finetune.data.preprocess import arrange_splits, cap_splits, check_columns, 
 from finetune.data.tokenized_cache import cache_key, load_cached, save_cached
 from finetune.errors import UserError
 from finetune.models.builders import load_tokenizer
+from finetune.utils.instantiate import plain
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -55,6 +57,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         group_by_length: batch training examples of similar length together (shuffled, seeded), which
             cuts padding; see ``finetune.data.sampler``.
         num_workers: loader worker processes.
+        pin_memory: page-locked batches (faster copies to a GPU); None: on when training on a GPU.
         val_fraction: share of train held out (seeded) when there is no validation split.
         seed: seed of that split.
         max_train_samples: cap the training split; ``max_eval_samples`` caps validation and test.
@@ -86,6 +89,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         micro_batch_size: int | None = None,
         group_by_length: bool = False,
         num_workers: int = 0,
+        pin_memory: bool | None = None,
         val_fraction: float = 0.1,
         seed: int = 42,
         max_train_samples: int | None = None,
@@ -94,8 +98,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         # Plain lists and dicts, not Hydra's containers: checkpoints must load with torch.load(weights_only=True).
-        label_names, metrics = _plain(label_names), _plain(metrics)
-        extra_test_splits = _plain(extra_test_splits)
+        label_names, metrics, extra_test_splits = plain(label_names), plain(metrics), plain(extra_test_splits)
         self.save_hyperparameters(logger=False)
         for name in ("batch_size", "eval_batch_size", "max_length"):
             if int(getattr(self.hparams, name)) < 1:
@@ -136,17 +139,19 @@ class TextClassificationDataModule(pl.LightningDataModule):
         """Build the train/validation/test splits once; later calls return at once."""
         if self.splits is not None:
             return
-        hp = self.hparams
+        hp, started = self.hparams, time.perf_counter()
         self.tokenizer = load_tokenizer(hp.tokenizer)
         check_max_length(hp.max_length, self.tokenizer)
         key = cache_key(self._source_identity(), self.tokenizer, self._settings())
         cached = load_cached(hp.cache_dir, key)
+        source = "tokenized cache" if cached is not None else "raw files, tokenized and cached"
         if cached is None:
             splits, labels = self._build()
             cached = save_cached(hp.cache_dir, key, splits, labels)
         self.splits, (self.label_names, self.problem_type) = cached
         check_num_labels(hp.num_labels, self.label_names)
         log.info("data: %s", {split: len(data) for split, data in self.splits.items()})
+        log.info("data ready in %.2f s (%s)", time.perf_counter() - started, source)
 
     def _settings(self) -> dict[str, Any]:
         keys = ("test_split", "text_column", "text_pair_column", "label_column", "label_names", "max_length")
@@ -241,8 +246,15 @@ class TextClassificationDataModule(pl.LightningDataModule):
             collate_fn=self._collator(),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            pin_memory=self._pin_memory(),
             **batching,
         )
+
+    def _pin_memory(self) -> bool:
+        """``pin_memory``, or (None) whether batches go to a GPU: page-locked batches copy to it asynchronously."""
+        if self.hparams.pin_memory is not None:
+            return bool(self.hparams.pin_memory)
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -264,6 +276,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         else:
             batches = ShuffledBatchSampler(len(train), hp.batch_size * world, hp.seed)
         batches.shard(rank, world)
+        # Overfitting a few batches means the same few batches every epoch, as Lightning does with its samplers.
+        batches.reshuffle = not (self.trainer is not None and self.trainer.overfit_batches > 0)
         # Its own generator: the loader's per-epoch seed draw must not consume the global RNG (dropout's), or a
         # run resumed mid-epoch would draw different dropout masks than the uninterrupted run.
         generator = torch.Generator().manual_seed(hp.seed)
@@ -287,10 +301,3 @@ class TextClassificationDataModule(pl.LightningDataModule):
         """One loader per entry of ``test_sets`` (a list when there are extra test sets)."""
         loaders = [self._eval_loader(name) for name in self.test_sets]
         return loaders if len(loaders) > 1 else loaders[0]
-
-
-def _plain(value: Any) -> Any:
-    """A Hydra ``ListConfig``/``DictConfig`` as a plain list/dict (other values unchanged)."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value

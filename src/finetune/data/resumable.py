@@ -30,6 +30,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.epoch = 0
         self.skip = 0  # batches to drop from the next iteration (set by ResumableDataLoader)
         self.rank, self.world = 0, 1
+        self.reshuffle = True  # False: every epoch the same batches (trainer.overfit_batches)
 
     def shard(self, rank: int, world: int) -> None:
         """Yield process ``rank``'s part of every batch, of ``world`` processes."""
@@ -42,7 +43,8 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch`` (called by Lightning before every epoch)."""
-        self.epoch = epoch
+        if self.reshuffle:
+            self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
         raise NotImplementedError
