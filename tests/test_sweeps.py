@@ -46,7 +46,7 @@ def test_a_failing_job_is_recorded_and_the_rest_run(tmp_path: Path) -> None:
     statuses = [summary(job)["status"] for job in jobs]
     assert statuses == ["completed", "completed", "failed", "completed"]  # the job after the failure ran too
     failed = summary(jobs[2])
-    assert "optimizer.lr must be positive" in failed["reason"]
+    assert "optimizer.lr must be a positive number" in failed["reason"]
     assert "Traceback" in (jobs[2] / "traceback.txt").read_text()
     sweep_dir = jobs[0].parent  # the report was written at the end, failure included
     rows = (sweep_dir / "summary.csv").read_text().strip().splitlines()

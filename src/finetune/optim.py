@@ -43,7 +43,7 @@ def build_optimizer(factory: Callable[..., Optimizer], model: torch.nn.Module, a
     target = factory.func if isinstance(factory, functools.partial) else factory
     lr = keywords.get("lr", inspect.signature(target).parameters["lr"].default)
     if not lr or lr <= 0:
-        raise UserError(f"optimizer.lr must be positive, got {lr}")
+        raise UserError(f"optimizer.lr must be a positive number (e.g. optimizer.lr=5e-5), got {lr}")
     if "fused" in keywords and keywords["fused"] is None:
         keywords["fused"] = allow_fused and _fused_supported(target, model)
     groups = param_groups(model, float(lr), **shaping)
