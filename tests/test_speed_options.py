@@ -19,7 +19,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
-    assert precision.auto_precision()[0] == "32"  # AVX-512 bf16 alone: autocast does not pay
+    assert precision.auto_precision()[0] == "32"  # AVX-512 bf16 alone: fp32 until the gates are re-measured
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512_bf16", "amx_tile", "amx_bf16"})
     assert precision.auto_precision()[0] == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
