@@ -241,20 +241,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
         return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=multiple)
 
     def _loader(self, split: str, loader_class: type[DataLoader] = DataLoader, **batching: Any) -> DataLoader:
-        return loader_class(
-            self.splits[split],
-            collate_fn=self._collator(),
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-            pin_memory=self._pin_memory(),
-            **batching,
-        )
-
-    def _pin_memory(self) -> bool:
-        """``pin_memory``, or (None) whether batches go to a GPU: page-locked batches copy to it asynchronously."""
-        if self.hparams.pin_memory is not None:
-            return bool(self.hparams.pin_memory)
-        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        hp, on_gpu = self.hparams, self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        pin = on_gpu if hp.pin_memory is None else bool(hp.pin_memory)  # page-locked: async copies to a GPU
+        workers = {"num_workers": hp.num_workers, "persistent_workers": hp.num_workers > 0}
+        return loader_class(self.splits[split], collate_fn=self._collator(), pin_memory=pin, **workers, **batching)
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer
