@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import torch
 
 from finetune.errors import UserError
 from finetune.validate import validate_config
-from tests.conftest import FAST, ROOT, compose_train_cfg
+from tests.conftest import FAST, compose_train_cfg
+from tests.test_cli import run_cli
 
 FAST_CLI = ["model=tiny_random", "logger=csv", "trainer.enable_model_summary=false", "callbacks.progress_bar=null"]
 
@@ -180,18 +180,6 @@ def test_matching_checkpoint_passes_and_truncated_one_is_refused(make_cfg, real_
 
 
 # --- the real command line: exit status, the last line of stderr, no traceback, nothing half-written ---
-
-
-def run_cli(*args: str, log_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run(
-        [sys.executable, "train.py", *args, f"paths.log_dir={log_dir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def cli_error(result: subprocess.CompletedProcess, log_dir: Path) -> str:
