@@ -65,10 +65,11 @@ def prepare_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = Tr
     setting = cfg.get("resume", "auto")
     output_dir = Path(cfg.paths.output_dir)
     identity = run_identity(cfg)
-    if not rank_zero:
-        setting = "auto" if setting not in (False, None) and str(setting).lower() != "false" else setting
+    if not rank_zero and not _disabled(setting):
+        setting = "auto"  # rank 0 already moved into the run to continue: resume in place
     run_dir = _run_to_resume(setting, identity, output_dir, multirun or not rank_zero)
-    checkpoint = newest_good_checkpoint(run_dir / "checkpoints") if run_dir else None
+    newest = _newest_readable(run_dir / "checkpoints") if run_dir else None
+    checkpoint, step = newest if newest else (None, 0)
     if run_dir is not None and checkpoint is None:
         if _explicit(setting):
             raise UserError(f"resume={setting}: no readable checkpoint in {run_dir / 'checkpoints'}")
@@ -82,7 +83,6 @@ def prepare_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = Tr
             cfg.ckpt_path = str(checkpoint)
         if not rank_zero:
             return checkpoint
-        step = int(read_checkpoint(checkpoint).get("global_step", 0))
         trim_csv_logs(run_dir, step)
         log.info("resuming %s from %s (step %d)", run_dir, checkpoint.name, step)
         output_dir = run_dir
@@ -92,12 +92,16 @@ def prepare_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = Tr
     return checkpoint
 
 
+def _disabled(setting: Any) -> bool:
+    return setting is None or setting is False or str(setting).lower() == "false"
+
+
 def _explicit(setting: Any) -> bool:
     return isinstance(setting, str) and setting.lower() not in ("auto", "false", "true", "")
 
 
 def _run_to_resume(setting: Any, identity: str, output_dir: Path, multirun: bool) -> Path | None:
-    if setting is False or str(setting).lower() == "false" or setting is None:
+    if _disabled(setting):
         return None
     if _explicit(setting):
         run_dir = Path(setting).expanduser()
@@ -135,6 +139,12 @@ def _unfinished(run_dir: Path, identity: str) -> bool:
 
 def newest_good_checkpoint(folder: Path) -> Path | None:
     """The readable checkpoint with the most optimizer steps; broken ones are reported and skipped."""
+    newest = _newest_readable(folder)
+    return newest[0] if newest else None
+
+
+def _newest_readable(folder: Path) -> tuple[Path, int] | None:
+    """``newest_good_checkpoint`` and its global step (read once)."""
     readable = []
     for path in folder.glob("*.ckpt"):
         try:
@@ -143,7 +153,10 @@ def newest_good_checkpoint(folder: Path) -> Path | None:
             log.warning("%s; skipped", error)
             continue
         readable.append((step, path.stat().st_mtime, path))
-    return max(readable)[2] if readable else None
+    if not readable:
+        return None
+    step, _, path = max(readable)
+    return path, step
 
 
 def trim_csv_logs(run_dir: Path, step: int) -> None:
