@@ -143,6 +143,9 @@ def startup_lines(startup: dict[str, Any], summary: dict[str, dict[str, Any]]) -
     lines = ["| startup | median |", "|---|---|"]
     lines.append(f"| `python train.py --cfg job` | {cell(startup.get('cfg_job'))} |")
     lines.append(f"| `python train.py --help` | {cell(startup.get('help'))} |")
+    for i, run in enumerate(startup.get("data_prep", [])):
+        which = "first run (empty cache)" if i == 0 else "next run (warm cache)"
+        lines.append(f"| data preparation, full SST-2 (67,349 sentences), {which} | {run['data_prep_s']:.2f} s |")
     for key in ("d", "e", "a", "b", "c"):
         if key in summary and summary[key].get("first_step_s") is not None:
             value = _num(summary[key]["first_step_s"], ".1f", " s")

@@ -78,12 +78,15 @@ def test_markdown_has_setup_table_ratios_and_startup() -> None:
     meta = {"date": "2026-01-02", "sentences": 64, "seed": 42, "batch_size": 32, "dev_sentences": 872}
     meta.update(rounds=1, target_acc=0.78, machine=machine)
     startup = {"cfg_job": {"median_s": 0.5}, "help": {"error": "exit status 2"}}
+    startup["data_prep"] = [{"data_prep_s": 12.345}, {"data_prep_s": 0.4}]
     text = report.markdown({"meta": meta, "summary": summary, "ratios": report.ratios(summary), "startup": startup})
     assert text.startswith("# Training throughput, 2026-01-02")
     assert "Test CPU (2 cores; amx_tile no, avx512_bf16 yes)" in text
     assert "(d/c): 0.62×" in text and "(e/a): —" in text
     assert "| `python train.py --cfg job` | 0.50 s |" in text
     assert "| `python train.py --help` | failed (exit status 2) |" in text
+    assert "(67,349 sentences), first run (empty cache) | 12.35 s |" in text
+    assert "(67,349 sentences), next run (warm cache) | 0.40 s |" in text
     assert "| launch → first optimizer step, (d) project_defaults | 11.0 s |" in text
     assert "not reached" in text
 

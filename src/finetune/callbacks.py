@@ -77,6 +77,6 @@ class LastCheckpoint(Checkpoint):
         last = self.dirpath / "last.ckpt"
         if trainer.is_global_zero and last.is_file():
             os.replace(last, self.dirpath / "last-previous.ckpt")
-        trainer.save_checkpoint(last)  # Lightning writes to a temporary name and renames
+        trainer.save_checkpoint(last, weights_only=False)  # full state to resume; Lightning renames a temp file
         self.last_model_path = str(last)
         self._saved_step = trainer.global_step

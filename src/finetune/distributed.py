@@ -139,18 +139,79 @@ def job_command(local_rank: int, output_dir: str) -> tuple[list[str], str]:
     return command, get_original_cwd()
 
 
+def is_fsdp(strategy: Any) -> bool:
+    """Whether a Lightning strategy shards the model with FSDP."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    return isinstance(strategy, FSDPStrategy)
+
+
 def fsdp_strategy(
-    layers: list[str], sharding_strategy: str = "FULL_SHARD", activation_checkpointing: bool = True, **kwargs: Any
+    layers: list[str],
+    sharding_strategy: str = "FULL_SHARD",
+    activation_checkpointing: bool = True,
+    cpu: bool = False,
+    **kwargs: Any,
 ) -> Any:
     """Lightning's ``FSDPStrategy`` with each of ``layers`` (class paths) one FSDP unit and, if asked,
-    checkpointing its activations."""
+    checkpointing its activations. ``cpu=True`` runs it on CPU processes (gloo), as the tests prove it: torch's
+    FSDP works there, but Lightning refuses an ``FSDPStrategy`` without a GPU (its check is on the exact class)."""
     from hydra.utils import get_class
     from lightning.pytorch.strategies import FSDPStrategy
 
     classes = {get_class(name) for name in layers}
-    return FSDPStrategy(
+    strategy_class = _cpu_fsdp_strategy_class() if cpu else FSDPStrategy
+    return strategy_class(
         auto_wrap_policy=classes,
         activation_checkpointing_policy=classes if activation_checkpointing else None,
         sharding_strategy=sharding_strategy,
+        use_orig_params=True,  # parameters keep their names: weight decay, layer decay and head lr find them
+        **({"process_group_backend": "gloo"} if cpu else {}),
         **kwargs,
     )
+
+
+def _cpu_fsdp_strategy_class() -> type:
+    """``FSDPStrategy`` on CPU processes. A subclass escapes Lightning's GPU check (made on the exact class); the
+    wrap names the CPU as FSDP's device (Lightning passes the device index, None on a CPU, and FSDP then looks
+    for an accelerator); full state dicts are gathered without ``offload_to_cpu``, which on a CPU frees the
+    gathered parameters before they are copied (a segmentation fault in torch 2.13)."""
+    import torch
+    from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, OptimStateKeyType, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    class CPUFSDPStrategy(FSDPStrategy):
+        def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
+            if any(isinstance(module, FSDP) for module in model.modules()):  # wrapped by fit, now testing
+                return super()._setup_model(model)
+            return FSDP(
+                module=model,
+                cpu_offload=self.cpu_offload,
+                mixed_precision=self.mixed_precision_config,
+                sharding_strategy=self.sharding_strategy,
+                device_id=torch.device("cpu"),
+                **self.kwargs,
+            )
+
+        def _full_state(self) -> Any:
+            return FSDP.state_dict_type(
+                self.model,
+                StateDictType.FULL_STATE_DICT,
+                FullStateDictConfig(offload_to_cpu=False, rank0_only=True),
+                FullOptimStateDictConfig(offload_to_cpu=False, rank0_only=True),
+            )
+
+        def lightning_module_state_dict(self) -> dict[str, Any]:
+            with self._full_state():
+                return self.model.state_dict()
+
+        def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+            optimizer = getattr(optimizer, "_optimizer", optimizer)  # Lightning's wrapper
+            with self._full_state():
+                state = FSDP.optim_state_dict(self.model, optimizer)
+                if self.global_rank == 0:  # the standard layout, as Lightning stores it
+                    state = FSDP.rekey_optim_state_dict(state, OptimStateKeyType.PARAM_ID, self.model)
+                return state
+
+    return CPUFSDPStrategy

@@ -22,7 +22,12 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
 
 
-def build_optimizer(factory: Callable[..., Optimizer], model: torch.nn.Module, allow_fused: bool = True) -> Optimizer:
+def build_optimizer(
+    factory: Callable[..., Optimizer],
+    model: torch.nn.Module,
+    allow_fused: bool = True,
+    matrices: set[str] | None = None,
+) -> Optimizer:
     """Complete an optimizer partial with parameter groups; ``fused: null`` becomes fused where torch has it.
 
     The partial's ``layer_decay`` and ``head_lr`` shape the groups (``finetune.param_groups``) and are not
@@ -34,6 +39,7 @@ def build_optimizer(factory: Callable[..., Optimizer], model: torch.nn.Module, a
         factory: the optimizer partial from the config.
         model: the network whose trainable parameters are optimized.
         allow_fused: False where the loop cannot use a fused optimizer (fp16 loss scaling with clipping).
+        matrices: names of the matrices (weight decay), taken before FSDP flattened the parameters.
     """
     keywords = dict(factory.keywords) if isinstance(factory, functools.partial) else {}
     # Plain lists (betas), not Hydra's ListConfig: the optimizer state is saved in checkpoints, which must load
@@ -46,7 +52,7 @@ def build_optimizer(factory: Callable[..., Optimizer], model: torch.nn.Module, a
         raise UserError(f"optimizer.lr must be a positive number (e.g. optimizer.lr=5e-5), got {lr}")
     if "fused" in keywords and keywords["fused"] is None:
         keywords["fused"] = allow_fused and _fused_supported(target, model)
-    groups = param_groups(model, float(lr), **shaping)
+    groups = param_groups(model, float(lr), matrices=matrices, **shaping)
     optimizer = target(groups, *getattr(factory, "args", ()), **keywords)
     log.info("optimizer %s, parameter groups:\n%s", target.__name__, describe(groups, keywords.get("weight_decay", 0)))
     return optimizer

@@ -23,6 +23,21 @@ LAYER_INDEX = re.compile(r"\.(?:layer|layers|block|h)\.(\d+)\.")
 GROUP_KEYS = ("layer_decay", "head_lr")
 
 
+# Segments FSDP and activation checkpointing insert into parameter names when they wrap a layer.
+WRAPPER_SEGMENTS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module)\.")
+
+
+def clean_name(name: str) -> str:
+    """A parameter's name as in the unwrapped model."""
+    return WRAPPER_SEGMENTS.sub("", name)
+
+
+def matrix_names(model: torch.nn.Module) -> set[str]:
+    """The (clean) names of the parameters with two or more dimensions. Take it before FSDP wraps the model:
+    FSDP shows its shards of every parameter as flat 1-D (or empty) tensors."""
+    return {clean_name(name) for name, param in model.named_parameters() if param.ndim >= 2}
+
+
 def num_layers(model: torch.nn.Module) -> int:
     """Number of encoder layers, counted from the parameter names."""
     indices = [int(m.group(1)) for name, _ in model.named_parameters() if (m := LAYER_INDEX.search(name))]
@@ -58,13 +73,18 @@ def freeze(model: torch.nn.Module, embeddings: bool = False, first_layers: int =
 
 
 def param_groups(
-    model: torch.nn.Module, lr: float, layer_decay: float | None = None, head_lr: float | None = None
+    model: torch.nn.Module,
+    lr: float,
+    layer_decay: float | None = None,
+    head_lr: float | None = None,
+    matrices: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Named optimizer groups: matrices get the optimizer's weight decay, biases and norm weights none.
 
     The 2-D rule (nanoGPT) catches every bias and LayerNorm weight of any architecture, unlike a list of names.
     With ``layer_decay`` d, depth k gets ``lr * d ** (top - k)``: the embeddings learn slowest, the top fastest.
-    ``head_lr`` sets the task head's rate outright. Frozen parameters are left out.
+    ``head_lr`` sets the task head's rate outright. Frozen parameters are left out. ``matrices``: the names of
+    the matrices (``matrix_names``) taken before FSDP flattened them; None: read the shapes now.
     """
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
         raise UserError(f"optimizer.layer_decay must be in (0, 1], got {layer_decay}")
@@ -72,10 +92,12 @@ def param_groups(
         raise UserError(f"optimizer.head_lr must be positive, got {head_lr}")
     layers = num_layers(model)
     groups: dict[str, dict[str, Any]] = {}
-    for name, param in model.named_parameters():
+    for wrapped_name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        decay = "decay" if param.ndim >= 2 else "no_decay"
+        name = clean_name(wrapped_name)
+        is_matrix = param.ndim >= 2 if matrices is None else name in matrices
+        decay = "decay" if is_matrix else "no_decay"
         if head_lr is not None and is_head(name, model):
             key, group_lr = f"head/{decay}", head_lr
         elif layer_decay is not None:

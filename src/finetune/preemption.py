@@ -77,7 +77,7 @@ class PreemptionCheckpoint(Callback):
         if self.received is None:
             return
         path = Path(trainer.default_root_dir) / "checkpoints" / CHECKPOINT_NAME
-        trainer.save_checkpoint(path)  # written to a temporary name and renamed
+        trainer.save_checkpoint(path, weights_only=False)  # full state to resume; written to a temp name, renamed
         log.warning("checkpoint saved at step %d: %s", trainer.global_step, path)
         # An exception, not trainer.should_stop: stopping that way would run a validation first.
         raise RunPreempted(self.received, str(path))

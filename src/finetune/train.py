@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from finetune.distributed import (
     apply_global_batch,
+    is_fsdp,
     is_rank_zero,
     one_job_of_processes,
     use_job_command_for_ddp_children,
@@ -37,6 +38,15 @@ from finetune.validate import validate_config
 log = logging.getLogger(__name__)
 
 
+def build_module(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
+    """The LightningModule: the network sized by the data's labels, its optimizer, schedule and metrics."""
+    net = instantiate(cfg.model.net)(**datamodule.model_kwargs)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    optimizer = instantiate(cfg.optimizer)
+    module_kwargs = getattr(datamodule, "module_kwargs", {})  # the task's metrics and test sets
+    return instantiate(cfg.model, net=net, optimizer=optimizer, scheduler=scheduler, **module_kwargs)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune and test one model as ``cfg`` says; write and return the run summary (``metrics.json``)."""
     started = time.monotonic()
@@ -52,11 +62,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = instantiate(cfg.data)
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
-    net = instantiate(cfg.model.net)(**datamodule.model_kwargs)
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    optimizer = instantiate(cfg.optimizer)
-    module_kwargs = getattr(datamodule, "module_kwargs", {})  # the task's metrics and test sets
-    module = instantiate(cfg.model, net=net, optimizer=optimizer, scheduler=scheduler, **module_kwargs)
+    module = build_module(cfg, datamodule)
 
     callbacks = instantiate_bag(cfg.get("callbacks"))
     loggers = instantiate_bag(cfg.get("logger"))
@@ -75,7 +81,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     why_stopped = f"signal/{preemption.signal_name}" if preemption else stop_reason(trainer)
     checkpoint = best_checkpoint(trainer) if cfg.get("train") else cfg.get("ckpt_path")
     if cfg.get("test") and preemption is None:
-        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+        # FSDP leaves a fitted module's layers wrapped and its other parameters flat: test a fresh copy, which
+        # the strategy wraps anew and fills with the checkpoint's weights.
+        tested = build_module(cfg, datamodule) if cfg.get("train") and is_fsdp(trainer.strategy) else module
+        trainer.test(tested, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     metrics = {**fit_metrics, **to_floats(trainer.callback_metrics)}
 
     summary = {
@@ -109,11 +118,12 @@ def main(cfg: DictConfig) -> float | None:
     if logging.getLogger().handlers:  # Hydra's handlers print and write the log file; lightning adds a second printer
         logging.getLogger("lightning").handlers.clear()
     print_config_tree(cfg, save_to=output_dir / "config_tree.log" if is_rank_zero() else None)
+    started = time.perf_counter()
     checked = validate_config(cfg)  # every run: a mistake in the input fails in seconds, before any weights load
     if cfg.get("validate"):
         print("\n".join(["validate=true: OK, nothing was trained", *checked]))
         return None
-    log.info("validated:\n%s", "\n".join(checked))
+    log.info("validated in %.2f s:\n%s", time.perf_counter() - started, "\n".join(checked))
     try:
         with one_job_of_processes():  # the next job of a multirun starts its own DDP processes
             summary = train(cfg)

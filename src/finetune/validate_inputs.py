@@ -65,31 +65,45 @@ def _check_text(cfg: DictConfig, datamodule: Any, module_class: type) -> Found:
     pretrained = OmegaConf.select(cfg, "model.net.pretrained")
     if pretrained is None:
         raise UserError(f"the data is text but {cfg.model._target_} reads no text; pick a text model (model=minilm)")
-    tokenizer = load_tokenizer(hp.tokenizer)  # a packaged model's hashes are checked here
+    tokenizer = datamodule.tokenizer = load_tokenizer(hp.tokenizer)  # packaged: hashes checked here
     config = model_config(str(pretrained), bool(cfg.model.net.get("trust_remote_code", False)))
     limit = check_max_length(hp.max_length, tokenizer) or _check_positions(hp.max_length, config)
-    splits, space = datamodule.labelled_splits()
-    check_num_labels(hp.num_labels, space.names)
+    sizes, names, problem_type = split_summary(datamodule)
+    check_num_labels(hp.num_labels, names)
     model = cfg.model
     objective = objective_for(
-        space.problem_type,
-        len(space.names),
+        problem_type,
+        len(names),
         model.get("loss", "auto"),
         float(model.get("label_smoothing", 0.0)),
         hp.metrics,
         hp.main_metric,
     )
-    sizes = ", ".join(f"{len(data)} {split}" for split, data in splits.items())
-    labels = f"scores in '{hp.label_column}' (regression)" if objective.regression else f"classes {space.names}"
+    counts = ", ".join(f"{size} {split}" for split, size in sizes.items())
+    labels = f"scores in '{hp.label_column}' (regression)" if objective.regression else f"classes {names}"
     lines = [
-        f"data: {hp.dataset}: {sizes} examples; {labels}",
+        f"data: {hp.dataset}: {counts} examples; {labels}",
         f"model: {pretrained} ({config.model_type}); max_length {hp.max_length} of {limit or 'unlimited'} tokens",
-        check_checkpoint(cfg.get("ckpt_path"), str(pretrained), config.model_type, space.names),
+        check_checkpoint(cfg.get("ckpt_path"), str(pretrained), config.model_type, names),
     ]
     logged = getattr(module_class, "logged_names", None)
     if logged is None:
         return Found(lines)
     return Found(lines, logged(objective, []), logged(objective, datamodule.test_sets))
+
+
+def split_summary(datamodule: Any) -> tuple[dict[str, int], list[str], str]:
+    """Split sizes, class names and problem type of the data. From the tokenized cache when a run already built
+    it from these very files (same paths, sizes and mtimes) and settings, since that run checked every row:
+    a second run then reads no raw file. Otherwise from the raw files, every label checked."""
+    from finetune.data.tokenized_cache import load_cached
+
+    cached = load_cached(datamodule.hparams.cache_dir, datamodule.cache_key())
+    if cached is not None:
+        splits, (names, problem_type) = cached
+        return {split: len(data) for split, data in splits.items()}, names, problem_type
+    splits, space = datamodule.labelled_splits()
+    return {split: len(data) for split, data in splits.items()}, space.names, space.problem_type
 
 
 def model_config(pretrained: str, trust_remote_code: bool = False) -> PretrainedConfig:

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 
 from finetune.optim import build_optimizer
+from finetune.param_groups import matrix_names
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -24,6 +25,11 @@ class OptimizedModule(pl.LightningModule):
     net: torch.nn.Module
     optimizer_factory: Any
     scheduler_factory: Any
+
+    def setup(self, stage: str) -> None:
+        # Before the strategy wraps the network: under FSDP its parameters then look flat (1-D).
+        if not hasattr(self, "matrices"):
+            self.matrices = matrix_names(self.net)
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         # Lightning calls this after backward (and after unscaling under 16-mixed) but before clipping,
@@ -52,7 +58,12 @@ class OptimizedModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """Complete the optimizer and scheduler partials."""
         # Under 16-mixed Lightning cannot clip the gradients of a fused optimizer (it unscales internally).
-        optimizer = build_optimizer(self.optimizer_factory, self.net, allow_fused=self._loss_scaler() is None)
+        optimizer = build_optimizer(
+            self.optimizer_factory,
+            self.net,
+            allow_fused=self._loss_scaler() is None,
+            matrices=getattr(self, "matrices", None),
+        )
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)
