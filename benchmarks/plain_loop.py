@@ -120,6 +120,11 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     total = len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(spec["warmup_ratio"] * total), total)
     evaluate_at = set(eval_steps(total))
+    # The project's precision: under bf16-mixed, forward and loss in bf16 autocast, as Lightning runs them.
+    bf16 = spec.get("project_precision") == "bf16-mixed"
+
+    def autocast() -> Any:
+        return torch.autocast(where, dtype=torch.bfloat16, enabled=bf16)
 
     clock, counter, evals, first_step = TrainClock(), TokenCounter(), [], None
     clock.start()
@@ -127,7 +132,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         counter.add(batch["attention_mask"])
         batch = {k: v.to(where) for k, v in batch.items()}
         labels = batch.pop("labels")
-        loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), labels)
+        with autocast():
+            loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec["clip"])
         optimizer.step()
@@ -139,10 +145,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             if where == "cuda":
                 torch.cuda.synchronize()
             clock.pause()
-            evals.append(eval_record(step, total, clock.elapsed(), accuracy(model, dev_loader, where)))
+            with autocast():
+                evals.append(eval_record(step, total, clock.elapsed(), accuracy(model, dev_loader, where)))
             clock.start()
     clock.pause()
-    settings = {"precision": "32", "group_by_length": spec["group_by_length"], "optimizer": type(optimizer).__name__}
+    settings = {"precision": "bf16-mixed" if bf16 else "32", "group_by_length": spec["group_by_length"]}
+    settings["optimizer"] = type(optimizer).__name__
     settings.update(fused=optimizer.defaults.get("fused"), padding="dynamic", device=where, steps=total)
     return {
         "train_time_s": clock.total,

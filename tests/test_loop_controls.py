@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from finetune.models import tiny_random_classifier
-from finetune.param_groups import freeze, param_groups
+from finetune.param_groups import freeze, matrix_names, param_groups
 from finetune.train import train
 from tests.conftest import CONF_DIR
 
@@ -97,6 +97,25 @@ def test_layer_decay_and_head_lr() -> None:
     head = {id(p) for g in groups.values() if g["name"].startswith("head") for p in g["params"]}
     assert head == {id(p) for n, p in net.named_parameters() if n.startswith("classifier.")}
     assert sum(len(g["params"]) for g in groups.values()) == len(list(net.parameters()))
+
+
+def test_groups_of_a_flattened_model_follow_the_names_taken_before() -> None:
+    """FSDP renames wrapped layers and shows their parameters as flat 1-D shards: the groups must not change."""
+    net = tiny_random_classifier(TOKENIZER, ["a", "b"])
+    before = {g["name"]: len(g["params"]) for g in param_groups(net, lr=1e-3, layer_decay=0.5)}
+    matrices = matrix_names(net)
+    layer = net.bert.encoder.layer[0]
+    net.bert.encoder.layer[0] = torch.nn.Module()  # the wrapped layer, as FSDP with activation checkpointing
+    net.bert.encoder.layer[0]._fsdp_wrapped_module = torch.nn.Module()
+    net.bert.encoder.layer[0]._fsdp_wrapped_module._checkpoint_wrapped_module = layer
+    with torch.no_grad():
+        for module in net.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                setattr(module, name, torch.nn.Parameter(param.reshape(-1)))  # a flat shard
+    assert any("_fsdp_wrapped_module" in name for name, _ in net.named_parameters())
+    after = {g["name"]: len(g["params"]) for g in param_groups(net, lr=1e-3, layer_decay=0.5, matrices=matrices)}
+    assert after == before
+    assert [g["name"] for g in param_groups(net, lr=1e-3)] == ["no_decay"]  # from the shapes alone: all flat
 
 
 def test_freezing_embeddings_and_layers_leaves_them_out() -> None:
