@@ -183,8 +183,6 @@ def _cpu_fsdp_strategy_class() -> type:
 
     class CPUFSDPStrategy(FSDPStrategy):
         def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
-            if any(isinstance(module, FSDP) for module in model.modules()):  # wrapped by fit, now testing
-                return super()._setup_model(model)
             return FSDP(
                 module=model,
                 cpu_offload=self.cpu_offload,
