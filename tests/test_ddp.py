@@ -105,13 +105,24 @@ def test_ddp_matches_one_process_and_tests_like_it(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_fsdp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     """``trainer=fsdp`` (full sharding, each encoder layer one unit with activation checkpointing) on 2 CPU
-    processes: one complete run dir, a checkpoint that loads, and the single process's loss curve and weights
-    (the same tolerance as DDP: sharding changes where the sums happen, not what they are)."""
-    cli(tmp_path, "task_name=one", "data.batch_size=16")
-    fsdp = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32"]
-    fsdp.append("trainer.strategy.cpu=true")
-    cli(tmp_path, "task_name=fsdp", *fsdp, "data.global_batch_size=16", "data.micro_batch_size=8")
-    (one,), (run,) = runs(tmp_path, "one"), runs(tmp_path, "fsdp")
+    processes, stopped after one epoch and resumed for the second: one complete run dir, a checkpoint that loads,
+    and the single process's loss curve and weights (the same tolerance as DDP: sharding changes where the sums
+    happen, not what they are; the resume restores the sharded optimizer state and the data position)."""
+    # A constant learning rate: the schedule is sized by max_steps, which the first FSDP run sets to stop early.
+    cli(tmp_path, "task_name=one", "data.batch_size=16", "scheduler=constant")
+    fsdp = [
+        "scheduler=constant",
+        "trainer=fsdp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32",
+    ]
+    fsdp += ["trainer.strategy.cpu=true", "task_name=fsdp", "data.global_batch_size=16", "data.micro_batch_size=8"]
+    cli(tmp_path, *fsdp, "trainer.max_steps=8")  # stops after the first epoch...
+    (run,) = runs(tmp_path, "fsdp")
+    cli(tmp_path, *fsdp, f"resume={run}")  # ...and is resumed from its checkpoint for the second
+    (one,), (resumed,) = runs(tmp_path, "one"), runs(tmp_path, "fsdp")
+    assert resumed == run and json.loads((run / "metrics.json").read_text())["resumed_from"]
     assert {"metrics.json", "fsdp.log", "fsdp_rank1.log", "checkpoints"} <= {p.name for p in run.iterdir()}
     assert "finetune.distributed.fsdp_strategy" in (run / ".hydra" / "config.yaml").read_text()
     log = (run / "fsdp.log").read_text()
@@ -130,6 +141,20 @@ def test_fsdp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     assert fsdp_summary["status"] == "completed"
     for name in ("val/acc", "test/acc", "test/loss"):
         assert fsdp_summary["metrics"][name] == pytest.approx(summary["metrics"][name], abs=1e-5), name
+
+
+@pytest.mark.slow
+def test_ddp_resumes_a_named_run_on_every_rank(tmp_path: Path) -> None:
+    """``resume=<run dir>`` of a finished DDP run with more epochs: every rank loads rank 0's checkpoint (a rank
+    that decided for itself found no unfinished run, loaded nothing and left the others waiting forever)."""
+    ddp = ["task_name=ddp", "trainer=ddp_cpu", "data.global_batch_size=16", "data.micro_batch_size=8"]
+    cli(tmp_path, *ddp, "trainer.max_steps=8")
+    (run,) = runs(tmp_path, "ddp")
+    cli(tmp_path, *ddp, f"resume={run}")
+    summary = json.loads((run / "metrics.json").read_text())
+    assert runs(tmp_path, "ddp") == [run]
+    assert summary["status"] == "completed" and summary["global_step"] == 16 and summary["resumed_from"]
+    assert len(step_losses(run)) == 16
 
 
 @pytest.mark.slow

@@ -101,24 +101,26 @@ def apply_global_batch(cfg: DictConfig) -> str:
     return f"effective batch {effective} = {data.batch_size} per device × {world} process(es) × {accumulate} steps"
 
 
-def use_job_command_for_ddp_children(output_dir: str) -> None:
-    """Make Lightning's DDP launcher start the other ranks as single runs of this job, in ``output_dir``.
+def use_job_command_for_ddp_children(output_dir: str, ckpt_path: str | None = None) -> None:
+    """Make Lightning's DDP launcher start the other ranks as single runs of this job, in ``output_dir``, from
+    rank 0's checkpoint ``ckpt_path`` (what it resumes from, or None).
 
     Lightning's own command repeats ``sys.argv`` and ``hydra.run.dir``: inside a multirun that relaunches the whole
     sweep in each child (lightning-hydra-template #393), and after a resume it points at a dir Hydra made but this
-    run left. This job's overrides and its real output dir avoid both.
+    run left. This job's overrides and its real output dir avoid both. The children get rank 0's checkpoint
+    outright (and ``resume=false``): deciding again could differ (a rank that loads nothing hangs the others).
     """
     from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
     from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
 
     def child_command(local_rank: int) -> tuple[list[str], str]:
-        return job_command(local_rank, output_dir)
+        return job_command(local_rank, output_dir, ckpt_path)
 
     fabric_launcher._hydra_subprocess_cmd = child_command
     pytorch_launcher._hydra_subprocess_cmd = child_command
 
 
-def job_command(local_rank: int, output_dir: str) -> tuple[list[str], str]:
+def job_command(local_rank: int, output_dir: str, ckpt_path: str | None = None) -> tuple[list[str], str]:
     """``python train.py <this job's overrides> hydra.run.dir=<output_dir> ...`` and the folder to run it in."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd, to_absolute_path
@@ -128,10 +130,13 @@ def job_command(local_rank: int, output_dir: str) -> tuple[list[str], str]:
     hydra_cfg = HydraConfig.get()
     spec: Any = getattr(__main__, "__spec__", None)
     script = [sys.executable, "-m", spec.name] if spec is not None else [sys.executable, to_absolute_path(sys.argv[0])]
-    overrides = [o for o in hydra_cfg.overrides.task if not o.split("=", 1)[0].lstrip("+~").startswith("hydra")]
+    replaced = ("hydra", "resume", "ckpt_path")
+    overrides = [o for o in hydra_cfg.overrides.task if not o.split("=", 1)[0].lstrip("+~").startswith(replaced)]
     command = [
         *script,
         *overrides,
+        "resume=false",
+        f'ckpt_path="{ckpt_path}"' if ckpt_path else "ckpt_path=null",
         f'hydra.run.dir="{output_dir}"',
         f"hydra.job.name={hydra_cfg.job.name}_rank{local_rank}",  # its log file: <run dir>/<task>_rank1.log
         "hydra.output_subdir=null",  # only rank 0 saves .hydra/

@@ -58,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if "batch_size" in cfg.data:  # data.global_batch_size sets the per-device batch and the accumulation
         log.info(apply_global_batch(cfg))
     if HydraConfig.initialized():  # DDP's other ranks: single runs of this job, in this run dir
-        use_job_command_for_ddp_children(cfg.paths.output_dir)
+        use_job_command_for_ddp_children(cfg.paths.output_dir, cfg.get("ckpt_path"))
 
     datamodule = instantiate(cfg.data)
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data

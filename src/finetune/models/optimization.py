@@ -51,6 +51,7 @@ class OptimizedModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "rng_states" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
             set_rng_states(checkpoint["rng_states"])
+        materialize_metric_states(self)
 
     def _loss_scaler(self) -> Any:
         return getattr(self.trainer.precision_plugin, "scaler", None)
@@ -116,3 +117,16 @@ def set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
+
+
+def materialize_metric_states(module: torch.nn.Module) -> None:
+    """Read the metric states a lazy checkpoint load left unread. Lightning's FSDP strategy loads checkpoints
+    lazily, and torchmetrics keeps a loaded state as the object it was given: a list state stayed a
+    not-yet-loaded placeholder, and the first update after resuming failed."""
+    from lightning.fabric.utilities.load import _materialize_tensors
+    from torchmetrics import Metric
+
+    for metric in module.modules():
+        if isinstance(metric, Metric):
+            for name in metric._defaults:
+                setattr(metric, name, _materialize_tensors(getattr(metric, name)))
