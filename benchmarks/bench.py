@@ -28,6 +28,7 @@ import yaml
 from benchmarks import data, data_prep, report
 from benchmarks.common import has_bf16, machine_info
 from benchmarks.runner import ROOT, Variant, child_env, run_variant, time_command
+from finetune.precision import pad_multiple
 
 WORK_DIR = ROOT / "outputs/.cache/bench"
 
@@ -123,17 +124,17 @@ def resolved_precision(precision: str) -> str:
     return auto_precision()[0]
 
 
-def on_gpu() -> bool:
-    """Whether ``train.py`` would train on a GPU here (``trainer.accelerator: auto``)."""
+def device_type() -> str:
+    """Where ``train.py`` would train here (``trainer.accelerator: auto``)."""
     import torch
 
-    return torch.cuda.is_available()
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_padding(spec: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
     """A warning if the project run padded otherwise than the plain loop was told to (a precision mismatch)."""
     reported = {str(r["settings"].get("precision")) for r in runs if r["variant"] == "d" and "settings" in r}
-    pads = {8 if "16" in p and on_gpu() else None for p in reported}
+    pads = {pad_multiple(p, device_type()) for p in reported}
     if pads and pads != {spec["pad_to_multiple_of"]}:
         return [f"(d) ran at precision {sorted(reported)} but (a) padded to multiple {spec['pad_to_multiple_of']}"]
     return []
@@ -154,7 +155,7 @@ def loop_spec(cfg: dict[str, Any], files: dict[str, str]) -> tuple[dict[str, Any
         "eval_batch_size": d["eval_batch_size"],
         "max_length": d["max_length"],
         "group_by_length": bool(d["group_by_length"]),
-        "pad_to_multiple_of": 8 if "16" in precision and on_gpu() else None,  # the project's collator rule
+        "pad_to_multiple_of": pad_multiple(precision, device_type()),  # the project's collator rule
         "lr": opt["lr"],
         "weight_decay": opt["weight_decay"],
         "betas": list(opt["betas"]),

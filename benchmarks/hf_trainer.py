@@ -30,6 +30,7 @@ from benchmarks.common import (
     peak_rss_mb,
 )
 from benchmarks.data import read_csv
+from finetune.precision import pad_multiple
 
 MODES = ("run_glue", "fastest")
 
@@ -79,7 +80,6 @@ def training_arguments(spec: dict[str, Any], mode: str, output_dir: str, batches
 
 def make_trainer(spec: dict[str, Any], mode: str, output_dir: str) -> Any:
     """A Trainer that times training apart from evaluation and counts the tokens of every training batch."""
-    import torch
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -98,7 +98,7 @@ def make_trainer(spec: dict[str, Any], mode: str, output_dir: str) -> Any:
     model = AutoModelForSequenceClassification.from_pretrained(spec["model_dir"], num_labels=2)
     batches = -(-len(train) // spec["batch_size"])
     args = training_arguments(spec, mode, output_dir, batches)
-    multiple = 8 if args.bf16 and torch.cuda.is_available() else None  # as the project pads: on GPUs only
+    multiple = pad_multiple("bf16-mixed" if args.bf16 else "32", device())  # as the project pads
     collator = default_data_collator if pad else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
 
     class Clocked(TrainerCallback):
