@@ -55,11 +55,14 @@ def test_a_failing_job_is_recorded_and_the_rest_run(tmp_path: Path) -> None:
         assert (sweep_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
+OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
 def test_an_interrupted_job_is_marked(make_cfg, monkeypatch) -> None:
     import finetune.train
     from finetune.cli import run_task
 
-    def interrupted(cfg):
+    def interrupted(cfg, plan=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(finetune.train, "main", interrupted)
@@ -67,6 +70,32 @@ def test_an_interrupted_job_is_marked(make_cfg, monkeypatch) -> None:
     with pytest.raises(KeyboardInterrupt):
         run_task(cfg)
     assert summary(Path(cfg.paths.output_dir))["status"] == "interrupted"
+
+
+def test_a_missing_optimized_metric_fails_only_a_job_whose_sweeper_ranks_by_it(make_cfg, caplog) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    from finetune.errors import UserError
+    from finetune.sweep import sweeper_needs_metric
+    from finetune.utils.run import metric_value
+
+    cfg = make_cfg()
+    assert not sweeper_needs_metric()  # a single run
+    for sweeper, needs in (("hydra._internal.core_plugins.basic_sweeper.BasicSweeper", False), (OPTUNA, True)):
+        job = cfg.copy()
+        OmegaConf.set_readonly(job.hydra, False)
+        with open_dict(job):
+            job.hydra.mode = "MULTIRUN"
+            job.hydra.sweeper = {"_target_": sweeper}
+        HydraConfig.instance().set_config(job)
+        assert sweeper_needs_metric() == needs, sweeper
+    no_validation = {"train/loss": 0.5, "test/acc": 0.6}  # e.g. trainer.max_steps below one epoch
+    assert metric_value(no_validation, "val/acc_best") is None
+    assert "optimized_metric val/acc_best has no value (no validation ran)" in caplog.text
+    with pytest.raises(UserError, match="no validation ran; validate sooner"):
+        metric_value(no_validation, "val/acc_best", required=True)
+    assert metric_value({"val/acc_best": 0.7}, "val/acc_best", required=True) == 0.7
 
 
 @pytest.mark.slow

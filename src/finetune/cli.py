@@ -29,14 +29,15 @@ def run_task(cfg) -> float | None:
     """
     from finetune.distributed import is_rank_zero
     from finetune.preemption import RunPreempted, requeue_slurm_job
-    from finetune.resume import prepare_resume
+    from finetune.resume import plan_resume
     from finetune.sweep import FAILED_TRIAL, in_multirun, record_outcome
     from finetune.train import main  # imported here so --help and --cfg never load torch
 
     try:
-        if not cfg.get("validate"):  # may move the run into the dir of the unfinished run it continues
-            prepare_resume(cfg, multirun=in_multirun(), rank_zero=is_rank_zero())
-        return main(cfg)
+        # Reads only: the run is moved into the run it continues after the preflight passed (a failure before
+        # that is recorded in this command's own dir, never in the run it pointed at).
+        plan = plan_resume(cfg, multirun=in_multirun(), rank_zero=is_rank_zero())
+        return main(cfg, plan)
     except RunPreempted as preemption:  # metrics.json says interrupted; the checkpoint is saved
         if is_rank_zero():
             requeue_slurm_job()

@@ -13,6 +13,9 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from finetune.checkpoints import read_checkpoint
 from finetune.errors import UserError
+from finetune.run_lock import RunLock, holder
 
 log = logging.getLogger(__name__)
 IDENTITY_FILE = "run_identity.json"
@@ -55,19 +59,57 @@ def run_identity(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def prepare_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True) -> Path | None:
-    """Apply ``cfg.resume``: point ``paths.output_dir`` and ``ckpt_path`` at the run to continue (if any) and
-    record the identity in the output dir. Returns the checkpoint resumed from, or None.
+@dataclass
+class ResumePlan:
+    """What ``resume`` decided, before anything was written.
 
-    DDP's other ranks (``rank_zero`` False) start in rank 0's run dir and only read: they resume in place,
-    from the checkpoint rank 0 chose, and write nothing.
+    Attributes:
+        launch_dir: the dir Hydra made for this command.
+        continued: the unfinished run this command continues in place (maybe ``launch_dir``), or None.
+        checkpoint: the checkpoint to continue from (also set as ``cfg.ckpt_path``), or None.
+        step: the checkpoint's global step (CSV rows from it on are logged again).
+        identity: this command's run identity.
+    """
+
+    launch_dir: Path
+    continued: Path | None
+    checkpoint: Path | None
+    step: int
+    identity: str
+
+    @classmethod
+    def fresh(cls, cfg: DictConfig) -> ResumePlan:
+        """A new run in this command's own dir."""
+        return cls(Path(cfg.paths.output_dir), None, None, 0, run_identity(cfg))
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the run trains."""
+        return self.continued or self.launch_dir
+
+    @property
+    def moves(self) -> bool:
+        """The run trains in another dir than the one Hydra made."""
+        return self.run_dir.resolve() != self.launch_dir.resolve()
+
+
+def plan_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True) -> ResumePlan:
+    """Apply ``cfg.resume`` without writing anything: find the run to continue and its newest good checkpoint,
+    and set ``cfg.ckpt_path`` to it, so the preflight checks the checkpoint the run will load.
+
+    A completed run is never continued in place: ``resume=<completed run>`` trains on from its checkpoint in
+    this command's own dir. A run that a live process trains in is refused (``finetune.run_lock``). DDP's other
+    ranks (``rank_zero`` False) resume in place, from the checkpoint rank 0 chose.
+
+    Raises:
+        UserError: the named run has no readable checkpoint, or a live process trains in it.
     """
     setting = cfg.get("resume", "auto")
-    output_dir = Path(cfg.paths.output_dir)
+    launch_dir = Path(cfg.paths.output_dir)
     identity = run_identity(cfg)
     if not rank_zero and not _disabled(setting):
         setting = "auto"  # rank 0 already moved into the run to continue: resume in place
-    run_dir = _run_to_resume(setting, identity, output_dir, multirun or not rank_zero)
+    run_dir = _run_to_resume(setting, identity, launch_dir, multirun or not rank_zero, check_lock=rank_zero)
     newest = _newest_readable(run_dir / "checkpoints") if run_dir else None
     checkpoint, step = newest if newest else (None, 0)
     if run_dir is not None and checkpoint is None:
@@ -75,21 +117,48 @@ def prepare_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = Tr
             raise UserError(f"resume={setting}: no readable checkpoint in {run_dir / 'checkpoints'}")
         log.warning("unfinished run %s has no readable checkpoint: starting fresh", run_dir)
         run_dir = None
-    if run_dir is not None and checkpoint is not None:
-        if run_dir.resolve() != output_dir.resolve():
-            continue_in(run_dir, output_dir)
+    if run_dir is not None and _status(run_dir) == "completed":
+        log.info("%s is completed and stays as it is: training on from %s in %s", run_dir, checkpoint, launch_dir)
+        run_dir = None
+    if checkpoint is not None:
         with open_dict(cfg):
-            cfg.paths.output_dir = str(run_dir)
             cfg.ckpt_path = str(checkpoint)
-        if not rank_zero:
-            return checkpoint
-        trim_csv_logs(run_dir, step)
-        log.info("resuming %s from %s (step %d)", run_dir, checkpoint.name, step)
-        output_dir = run_dir
-    if rank_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        _write_identity(output_dir / IDENTITY_FILE, identity, cfg.get("task_name"))
-    return checkpoint
+    return ResumePlan(launch_dir, run_dir, checkpoint, step, identity)
+
+
+@contextmanager
+def claim_run(cfg: DictConfig, plan: ResumePlan, rank_zero: bool = True) -> Iterator[None]:
+    """After the preflight passed: lock the run dir, move into it (logs, CSV rows after the checkpoint, this
+    command's identity), and hold the lock while the body trains. Rank 0 alone locks and writes.
+
+    Raises:
+        UserError: another live process took the lock since ``plan_resume`` looked.
+    """
+    lock = RunLock(plan.run_dir) if rank_zero else None
+    try:
+        if rank_zero and plan.continued is not None and _status(plan.run_dir) == "completed":
+            raise UserError(f"{plan.run_dir} completed while this command was starting; it is left as it is")
+        if plan.moves:
+            if rank_zero:
+                continue_in(plan.run_dir, plan.launch_dir)
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(plan.run_dir)
+        if rank_zero:
+            if plan.continued is not None and plan.checkpoint is not None:
+                trim_csv_logs(plan.run_dir, plan.step)
+                log.info("resuming %s from %s (step %d)", plan.run_dir, plan.checkpoint.name, plan.step)
+            _write_identity(plan.run_dir / IDENTITY_FILE, plan.identity, cfg.get("task_name"))
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def prepare_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True) -> Path | None:
+    """``plan_resume`` and the writes of ``claim_run`` at once (no lock kept): the checkpoint resumed from."""
+    plan = plan_resume(cfg, multirun, rank_zero)
+    with claim_run(cfg, plan, rank_zero):
+        return plan.checkpoint
 
 
 def _disabled(setting: Any) -> bool:
@@ -100,7 +169,7 @@ def _explicit(setting: Any) -> bool:
     return isinstance(setting, str) and setting.lower() not in ("auto", "false", "true", "")
 
 
-def _run_to_resume(setting: Any, identity: str, output_dir: Path, multirun: bool) -> Path | None:
+def _run_to_resume(setting: Any, identity: str, output_dir: Path, multirun: bool, check_lock: bool) -> Path | None:
     if _disabled(setting):
         return None
     if _explicit(setting):
@@ -109,9 +178,20 @@ def _run_to_resume(setting: Any, identity: str, output_dir: Path, multirun: bool
             raise UserError(f"resume={setting}: not a run dir with checkpoints/ (give a dir under outputs/, or false)")
         if multirun:
             raise UserError("resume=<run dir> names one run; a multirun resumes each job in its own dir")
-        return run_dir
+        if check_lock and (who := holder(run_dir)):
+            raise UserError(f"resume={setting}: {who} trains in that run now; wait for it to finish, or stop it")
+        return run_dir.resolve()
     candidates = [output_dir] if multirun else [output_dir, *_sibling_runs(output_dir)]
-    return next((d for d in candidates if _unfinished(d, identity)), None)
+    for run_dir in candidates:
+        another = run_dir.resolve() != output_dir.resolve()
+        if check_lock and another and _same_identity(run_dir, identity) and (who := holder(run_dir)):
+            raise UserError(
+                f"an identical run is in progress in {run_dir} ({who}): wait for it to finish, "
+                "or pass resume=false to start a separate run"
+            )
+        if _unfinished(run_dir, identity):
+            return run_dir
+    return None
 
 
 def _sibling_runs(output_dir: Path) -> list[Path]:
@@ -122,19 +202,27 @@ def _sibling_runs(output_dir: Path) -> list[Path]:
     return sorted((d for d in parent.iterdir() if d.is_dir() and d != output_dir), reverse=True)
 
 
+def _same_identity(run_dir: Path, identity: str) -> bool:
+    try:
+        return json.loads((run_dir / IDENTITY_FILE).read_text())["identity"] == identity
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _status(run_dir: Path) -> str | None:
+    """``metrics.json``'s status, or None when the run was killed before writing it."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _unfinished(run_dir: Path, identity: str) -> bool:
     """Same identity, interrupted or killed (not completed, not failed: a failure would repeat), and at least one
     checkpoint. ``resume=<run dir>`` continues a failed run."""
-    try:
-        recorded = json.loads((run_dir / IDENTITY_FILE).read_text())["identity"]
-    except (OSError, ValueError, KeyError, TypeError):
+    if not _same_identity(run_dir, identity) or not any((run_dir / "checkpoints").glob("*.ckpt")):
         return False
-    if recorded != identity or not any((run_dir / "checkpoints").glob("*.ckpt")):
-        return False
-    try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "interrupted"
-    except (OSError, ValueError):
-        return True  # killed before it wrote metrics.json
+    return _status(run_dir) in ("interrupted", None)
 
 
 def newest_good_checkpoint(folder: Path) -> Path | None:

@@ -25,6 +25,15 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
+def sweeper_needs_metric() -> bool:
+    """True in a multirun job whose sweeper ranks jobs by their returned value (Optuna; Hydra's basic grid
+    sweeper ignores it)."""
+    if not in_multirun():
+        return False
+    target = str(HydraConfig.get().sweeper.get("_target_", ""))
+    return not target.endswith("BasicSweeper")
+
+
 def record_outcome(output_dir: Path, status: str, error: BaseException) -> None:
     """Write ``metrics.json`` (status and reason) and ``traceback.txt`` into the job's dir, atomically.
 

@@ -22,7 +22,8 @@ from finetune.distributed import (
 )
 from finetune.precision import resolve_precision
 from finetune.preemption import RunPreempted
-from finetune.sweep import threads_per_job
+from finetune.resume import ResumePlan, claim_run
+from finetune.sweep import sweeper_needs_metric, threads_per_job
 from finetune.utils.instantiate import instantiate_bag
 from finetune.utils.run import (
     best_checkpoint,
@@ -107,33 +108,38 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def main(cfg: DictConfig) -> float | None:
-    """Print and save the config tree, validate it (``validate=true`` stops there), train, and return
-    ``cfg.optimized_metric`` for sweepers.
+def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
+    """Print the config tree, run the preflight (``validate=true`` stops there), then claim the run dir that
+    ``plan`` chose (``finetune.resume``: lock, move in), train, and return ``cfg.optimized_metric`` for sweepers.
 
-    The wandb run is always closed, so the jobs of a multirun never write into each other's runs.
+    Nothing is written into an existing run before the preflight passed. The wandb run is always closed, so
+    the jobs of a multirun never write into each other's runs.
     """
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    launch_dir = Path(cfg.paths.output_dir)  # this command's own dir: safe to write before the preflight
+    launch_dir.mkdir(parents=True, exist_ok=True)
     if logging.getLogger().handlers:  # Hydra's handlers print and write the log file; lightning adds a second printer
         logging.getLogger("lightning").handlers.clear()
-    print_config_tree(cfg, save_to=output_dir / "config_tree.log" if is_rank_zero() else None)
+    print_config_tree(cfg, save_to=launch_dir / "config_tree.log" if is_rank_zero() else None)
     started = time.perf_counter()
     checked = validate_config(cfg)  # every run: a mistake in the input fails in seconds, before any weights load
     if cfg.get("validate"):
         print("\n".join(["validate=true: OK, nothing was trained", *checked]))
         return None
     log.info("validated in %.2f s:\n%s", time.perf_counter() - started, "\n".join(checked))
-    try:
-        with one_job_of_processes():  # the next job of a multirun starts its own DDP processes
-            summary = train(cfg)
-    finally:
-        _finish_wandb()
+    with claim_run(cfg, plan or ResumePlan.fresh(cfg), rank_zero=is_rank_zero()):
+        output_dir = Path(cfg.paths.output_dir)  # the run's own dir now: the one it continues, if any
+        if is_rank_zero() and output_dir != launch_dir:
+            print_config_tree(cfg, save_to=output_dir / "config_tree.log", show=False)
+        try:
+            with one_job_of_processes():  # the next job of a multirun starts its own DDP processes
+                summary = train(cfg)
+        finally:
+            _finish_wandb()
     log.info("test metrics: %s", {k: round(v, 4) for k, v in summary["metrics"].items() if k.startswith("test/")})
     log.info("run dir: %s", output_dir)
     if not cfg.get("train"):  # a test-only run has no validation metrics to return to a sweeper
         return None
-    return metric_value(summary["metrics"], cfg.get("optimized_metric"))
+    return metric_value(summary["metrics"], cfg.get("optimized_metric"), required=sweeper_needs_metric())
 
 
 def _finish_wandb() -> None:

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 TREE_SECTIONS = ("data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "paths")
 
 
-def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
-    """Print the resolved config as a rich tree (main sections first) and save the same text."""
+def print_config_tree(cfg: DictConfig, save_to: Path | None = None, show: bool = True) -> None:
+    """Print (``show``) the resolved config as a rich tree, main sections first, and save the same text."""
     import rich
     import rich.syntax
     import rich.tree
@@ -31,7 +31,8 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
         value = redact({key: cfg[key]}, resolve=True)[key]  # api keys and tokens never reach the screen or file
         text = OmegaConf.to_yaml(value) if isinstance(value, dict) else str(value)
         tree.add(key, style="dim", guide_style="dim").add(rich.syntax.Syntax(text, "yaml"))
-    rich.print(tree)
+    if show:
+        rich.print(tree)
     if save_to is not None:
         with save_to.open("w") as handle:
             rich.print(tree, file=handle)
@@ -98,12 +99,17 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
     return path
 
 
-def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
-    """The value a sweeper optimizes, or a ``UserError`` that lists the metrics that exist."""
+def metric_value(metrics: dict[str, float], name: str | None, required: bool = False) -> float | None:
+    """The value a sweeper optimizes. When it was not logged (e.g. the run stopped before its first validation),
+    None and a warning; a ``UserError`` that lists the metrics that exist if ``required`` (a sweeper ranks by it).
+    """
     from finetune.errors import UserError
 
-    if not name:
-        return None
-    if name not in metrics:
-        raise UserError(f"optimized_metric '{name}' was never logged; logged metrics: {sorted(metrics)}")
-    return metrics[name]
+    if not name or name in metrics:
+        return metrics[name] if name else None
+    why = "no validation ran" if not any(k.startswith("val/") for k in metrics) else "it was not logged"
+    hint = "; validate sooner (trainer.val_check_interval) or train longer" if why == "no validation ran" else ""
+    if required:
+        raise UserError(f"optimized_metric '{name}' has no value: {why}{hint}; logged metrics: {sorted(metrics)}")
+    log.warning("optimized_metric %s has no value (%s); the run is complete, nothing needs it", name, why)
+    return None
