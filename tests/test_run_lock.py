@@ -79,27 +79,24 @@ def test_two_commands_that_planned_the_same_killed_run_only_one_claims_it(make_c
     assert holder(killed) is None
 
 
-def test_resuming_a_completed_run_trains_on_in_a_new_dir_and_writes_nothing_there(make_cfg) -> None:
+def test_planning_to_resume_a_completed_run_writes_nothing_there(make_cfg) -> None:
     cfg = make_cfg()
     done = previous_run(cfg, "2026-01-01_done", status="completed")
     before = {p: p.read_bytes() for p in done.rglob("*") if p.is_file()}
     with open_dict(cfg):
         cfg.resume = str(done)
-    plan = plan_resume(cfg)
-    assert plan.run_dir == Path(cfg.paths.output_dir) != done
+    plan = plan_resume(cfg)  # what runs before the preflight: reads only
+    assert plan.run_dir == done.resolve() and cfg.paths.output_dir != str(done)
     assert cfg.ckpt_path == str(done.resolve() / "checkpoints" / "last.ckpt")
-    with claim_run(cfg, plan):
-        pass
     assert {p: p.read_bytes() for p in done.rglob("*") if p.is_file()} == before
-    assert json.loads((plan.run_dir / "run_identity.json").read_text())["identity"] == plan.identity
 
 
-def test_a_run_that_completed_while_a_command_started_is_left_alone(make_cfg) -> None:
+def test_a_run_that_changed_while_a_command_started_is_left_alone(make_cfg) -> None:
     cfg = make_cfg()
     killed = previous_run(cfg, "2026-01-01_killed", status=None)
     plan = plan_resume(cfg)
     (killed / "metrics.json").write_text(json.dumps({"status": "completed"}))  # another process finished it
-    with pytest.raises(UserError, match="completed while this command was starting"), claim_run(cfg, plan):
+    with pytest.raises(UserError, match="changed while this command was starting"), claim_run(cfg, plan):
         pass
     assert json.loads((killed / "metrics.json").read_text()) == {"status": "completed"}
 

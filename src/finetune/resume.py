@@ -69,6 +69,7 @@ class ResumePlan:
         checkpoint: the checkpoint to continue from (also set as ``cfg.ckpt_path``), or None.
         step: the checkpoint's global step (CSV rows from it on are logged again).
         identity: this command's run identity.
+        status: the continued run's status when the plan was made (None: killed before it wrote one).
     """
 
     launch_dir: Path
@@ -76,6 +77,7 @@ class ResumePlan:
     checkpoint: Path | None
     step: int
     identity: str
+    status: str | None = None
 
     @classmethod
     def fresh(cls, cfg: DictConfig) -> ResumePlan:
@@ -97,8 +99,8 @@ def plan_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True)
     """Apply ``cfg.resume`` without writing anything: find the run to continue and its newest good checkpoint,
     and set ``cfg.ckpt_path`` to it, so the preflight checks the checkpoint the run will load.
 
-    A completed run is never continued in place: ``resume=<completed run>`` trains on from its checkpoint in
-    this command's own dir. A run that a live process trains in is refused (``finetune.run_lock``). DDP's other
+    ``resume=<run dir>`` continues that run in place, a completed one too (with more epochs, say), once the
+    preflight has passed. A run that a live process trains in is refused (``finetune.run_lock``). DDP's other
     ranks (``rank_zero`` False) resume in place, from the checkpoint rank 0 chose.
 
     Raises:
@@ -117,13 +119,10 @@ def plan_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True)
             raise UserError(f"resume={setting}: no readable checkpoint in {run_dir / 'checkpoints'}")
         log.warning("unfinished run %s has no readable checkpoint: starting fresh", run_dir)
         run_dir = None
-    if run_dir is not None and _status(run_dir) == "completed":
-        log.info("%s is completed and stays as it is: training on from %s in %s", run_dir, checkpoint, launch_dir)
-        run_dir = None
     if checkpoint is not None:
         with open_dict(cfg):
             cfg.ckpt_path = str(checkpoint)
-    return ResumePlan(launch_dir, run_dir, checkpoint, step, identity)
+    return ResumePlan(launch_dir, run_dir, checkpoint, step, identity, _status(run_dir) if run_dir else None)
 
 
 @contextmanager
@@ -136,8 +135,8 @@ def claim_run(cfg: DictConfig, plan: ResumePlan, rank_zero: bool = True) -> Iter
     """
     lock = RunLock(plan.run_dir) if rank_zero else None
     try:
-        if rank_zero and plan.continued is not None and _status(plan.run_dir) == "completed":
-            raise UserError(f"{plan.run_dir} completed while this command was starting; it is left as it is")
+        if rank_zero and plan.continued is not None and (now := _status(plan.run_dir)) != plan.status:
+            raise UserError(f"{plan.run_dir} changed while this command was starting (now {now}); run it again")
         if plan.moves:
             if rank_zero:
                 continue_in(plan.run_dir, plan.launch_dir)

@@ -27,6 +27,7 @@ from finetune.sweep import sweeper_needs_metric, threads_per_job
 from finetune.utils.instantiate import instantiate_bag
 from finetune.utils.run import (
     best_checkpoint,
+    earlier_metrics,
     log_hyperparameters,
     metric_value,
     print_config_tree,
@@ -86,7 +87,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # the strategy wraps anew and fills with the checkpoint's weights.
         tested = build_module(cfg, datamodule) if cfg.get("train") and is_fsdp(trainer.strategy) else module
         trainer.test(tested, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
-    metrics = {**fit_metrics, **to_floats(trainer.callback_metrics)}
+    # A run continued in place keeps the values it logged before, unless this leg logged them anew (fitting
+    # from a finished checkpoint validates nothing: its val/ metrics stay those of the earlier leg).
+    metrics = {**earlier_metrics(Path(cfg.paths.output_dir)), **fit_metrics, **to_floats(trainer.callback_metrics)}
 
     summary = {
         "status": "interrupted" if trainer.interrupted or preemption else "completed",

@@ -45,6 +45,14 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     partial.replace(path)
 
 
+def earlier_metrics(run_dir: Path) -> dict[str, float]:
+    """The metrics an earlier leg of this run recorded in ``metrics.json`` (none for a new run)."""
+    try:
+        return dict(json.loads((run_dir / "metrics.json").read_text()).get("metrics") or {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
     """Tensors and numbers as plain floats, sorted by name."""
     return {k: float(v) for k, v in sorted(metrics.items())}
