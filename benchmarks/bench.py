@@ -142,7 +142,7 @@ def check_padding(spec: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]
 
 def loop_spec(cfg: dict[str, Any], files: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """The settings (a), (b) and (c) train with, taken from (d)'s config; and what they cannot mirror."""
-    from finetune.models.builders import resolve_pretrained
+    from finetune.hf.pretrained import resolve_pretrained
 
     d, opt, sched, trainer = cfg["data"], cfg["optimizer"], cfg["scheduler"], cfg["trainer"]
     precision = resolved_precision(str(trainer["precision"]))
@@ -169,8 +169,8 @@ def loop_spec(cfg: dict[str, Any], files: dict[str, str]) -> tuple[dict[str, Any
         "optimizer": (opt["_target_"], "torch.optim.AdamW"),
         "scheduler": (sched.get("name"), "linear"),
         "scheduler.warmup_steps": (sched.get("warmup_steps") or 0, 0),
-        "optimizer.layer_decay": (opt.get("layer_decay"), None),
-        "optimizer.head_lr": (opt.get("head_lr"), None),
+        "param_groups.layer_decay": (cfg.get("param_groups", {}).get("layer_decay"), None),
+        "param_groups.head_lr": (cfg.get("param_groups", {}).get("head_lr"), None),
         "trainer.accumulate_grad_batches": (trainer.get("accumulate_grad_batches"), 1),
         "trainer.gradient_clip_algorithm": (trainer.get("gradient_clip_algorithm"), "norm"),
         "model.label_smoothing": (cfg["model"].get("label_smoothing"), 0.0),

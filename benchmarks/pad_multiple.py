@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from finetune.models.builders import resolve_pretrained
+from finetune.hf.pretrained import resolve_pretrained
 
 LENGTHS = (13, 16, 21, 24, 29, 32)
 

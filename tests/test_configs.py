@@ -11,7 +11,6 @@ import pytest
 from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from finetune.param_groups import GROUP_KEYS
 from tests.conftest import CONF_DIR, ROOT
 
 GROUPS = [
@@ -28,7 +27,9 @@ GROUPS = [
 ]
 REQUIRED_GROUPS = [*GROUPS, "paths", "hydra", "hparams_search", "local"]
 # Keys some options leave for the user on the command line.
-REQUIRED_FILLS = {"data": {"csv": "x.csv", "json": "x.json", "jsonl": "x.jsonl", "parquet": "x.parquet"}}
+REQUIRED_FILLS = {
+    "data": {"csv": "x.csv", "json": "x.json", "jsonl": "x.jsonl", "parquet": "x.parquet", "conll": "x.txt"}
+}
 
 
 def options(group: str) -> list[str]:
@@ -77,9 +78,7 @@ def test_option_composes_and_targets_bind(group: str, option: str, make_cfg) -> 
     found = list(_targets(job_cfg))
     for where, node in found:
         target = get_method(node._target_)
-        # The optimizer's group-shaping keys are consumed by finetune.optim.build_optimizer, not the optimizer.
-        skip = GROUP_KEYS if where == ".optimizer" else ()
-        kwargs = {k: v for k, v in node.items() if not str(k).startswith("_") and k not in skip}
+        kwargs = {k: v for k, v in node.items() if not str(k).startswith("_")}
         try:
             inspect.signature(target).bind_partial(**kwargs)
         except TypeError as error:

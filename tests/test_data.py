@@ -115,7 +115,7 @@ def test_tokenized_data_is_cached(reviews_csv: Path, cache_dir: Path, monkeypatc
     def must_not_build(self):
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr(TextClassificationDataModule, "_build", must_not_build)
+    monkeypatch.setattr(TextClassificationDataModule, "build", must_not_build)
     second = datamodule(cache_dir, **kwargs)
     assert second.label_names == first.label_names
     assert second.splits["train"]["input_ids"] == first.splits["train"]["input_ids"]

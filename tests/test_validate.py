@@ -38,12 +38,11 @@ def test_a_second_run_checks_its_data_from_the_tokenized_cache(make_cfg, monkeyp
     """Once a run has built (and so checked) the cache for these files, the next run's checks read no raw file."""
     from hydra.utils import instantiate
 
-    from finetune.data.datamodule import TextClassificationDataModule
-    from finetune.validate_inputs import split_summary
+    from finetune.data.text_classification import TextClassificationDataModule
 
     cfg = make_cfg(f"paths.cache_dir={tmp_path / 'empty_cache'}")
     first = instantiate(cfg.data)
-    fresh = split_summary(first)  # nothing cached yet: from the raw files
+    fresh = first.preflight()  # nothing cached yet: from the raw files
     first.setup()
     second = instantiate(cfg.data)
 
@@ -51,7 +50,12 @@ def test_a_second_run_checks_its_data_from_the_tokenized_cache(make_cfg, monkeyp
         raise AssertionError("read the raw files although the tokenized cache had them")
 
     monkeypatch.setattr(TextClassificationDataModule, "labelled_splits", no_raw_read)
-    assert split_summary(second) == fresh == ({"train": 504, "validation": 108, "test": 108}, NAMES, PROBLEM)
+    assert (
+        second.preflight()
+        == fresh
+        == [f"data: finetune/demo: 504 train, 108 validation, 108 test examples; classes {NAMES}"]
+    )
+    assert (second.label_names, second.problem_type) == (NAMES, PROBLEM)
 
 
 def test_validate_true_returns_before_training(make_cfg, capsys) -> None:
@@ -65,12 +69,9 @@ def test_validate_true_returns_before_training(make_cfg, capsys) -> None:
 
 
 def test_precisions_are_lightnings() -> None:
-    from typing import get_args
+    from finetune.trainer.compat import lightning_precisions
 
-    from lightning.fabric.connector import _PRECISION_INPUT
-
-    lightning = {str(v) for group in get_args(_PRECISION_INPUT) for v in get_args(group)}
-    assert set(PRECISIONS) == lightning
+    assert set(PRECISIONS) == lightning_precisions()
 
 
 def test_validate_module_imports_neither_torch_nor_lightning() -> None:

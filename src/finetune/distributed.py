@@ -110,14 +110,12 @@ def use_job_command_for_ddp_children(output_dir: str, ckpt_path: str | None = No
     run left. This job's overrides and its real output dir avoid both. The children get rank 0's checkpoint
     outright (and ``resume=false``): deciding again could differ (a rank that loads nothing hangs the others).
     """
-    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
-    from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
+    from finetune.trainer.compat import set_ddp_child_command
 
     def child_command(local_rank: int) -> tuple[list[str], str]:
         return job_command(local_rank, output_dir, ckpt_path)
 
-    fabric_launcher._hydra_subprocess_cmd = child_command
-    pytorch_launcher._hydra_subprocess_cmd = child_command
+    set_ddp_child_command(child_command)
 
 
 def job_command(local_rank: int, output_dir: str, ckpt_path: str | None = None) -> tuple[list[str], str]:

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Encoder blocks are "<prefix>.encoder.layer.3." (BERT, RoBERTa), "<prefix>.transformer.layer.3." (DistilBERT), ...
 LAYER_INDEX = re.compile(r"\.(?:layer|layers|block|h)\.(\d+)\.")
-# Keys of the optimizer config that shape the groups; build_optimizer takes them out before calling the optimizer.
-GROUP_KEYS = ("layer_decay", "head_lr")
 
 
 # Segments FSDP and activation checkpointing insert into parameter names when they wrap a layer.
@@ -87,9 +85,9 @@ def param_groups(
     the matrices (``matrix_names``) taken before FSDP flattened them; None: read the shapes now.
     """
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
-        raise UserError(f"optimizer.layer_decay must be in (0, 1], got {layer_decay}")
+        raise UserError(f"param_groups.layer_decay must be in (0, 1], got {layer_decay}")
     if head_lr is not None and head_lr <= 0:
-        raise UserError(f"optimizer.head_lr must be positive, got {head_lr}")
+        raise UserError(f"param_groups.head_lr must be positive, got {head_lr}")
     layers = num_layers(model)
     groups: dict[str, dict[str, Any]] = {}
     for wrapped_name, param in model.named_parameters():

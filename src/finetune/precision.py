@@ -27,12 +27,14 @@ def auto_precision() -> tuple[str, str]:
     """
     import torch
 
+    from finetune.trainer import compat
+
     if torch.cuda.is_available():
         if torch.cuda.is_bf16_supported():
             return "bf16-mixed", f"{torch.cuda.get_device_name()} supports bf16"
         return "32", f"{torch.cuda.get_device_name()} has no bf16"
     flags = cpu_flags()
-    if "amx_bf16" in flags or torch.cpu._is_amx_tile_supported():
+    if "amx_bf16" in flags or compat.cpu_has_amx():
         return "bf16-mixed", "the CPU has AMX bf16 units"
     if "avx512_bf16" in flags:
         return "bf16-mixed", "the CPU has AVX-512 bf16 instructions"

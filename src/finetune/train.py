@@ -24,6 +24,7 @@ from finetune.precision import resolve_precision
 from finetune.preemption import RunPreempted
 from finetune.resume import ResumePlan, claim_run
 from finetune.sweep import sweeper_needs_metric, threads_per_job
+from finetune.trainer.exact_resume import ExactResume
 from finetune.utils.instantiate import instantiate_bag
 from finetune.utils.run import (
     best_checkpoint,
@@ -35,7 +36,7 @@ from finetune.utils.run import (
     to_floats,
     write_json_atomic,
 )
-from finetune.validate import validate_config
+from finetune.validate import preflight
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +47,31 @@ def build_module(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     optimizer = instantiate(cfg.optimizer)
     module_kwargs = getattr(datamodule, "module_kwargs", {})  # the task's metrics and test sets
-    return instantiate(cfg.model, net=net, optimizer=optimizer, scheduler=scheduler, **module_kwargs)
+    shaping = dict(cfg.get("param_groups") or {})  # layer decay, head lr: for any optimizer
+    return instantiate(cfg.model, net=net, optimizer=optimizer, scheduler=scheduler, **module_kwargs, **shaping)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fine-tune and test one model as ``cfg`` says; write and return the run summary (``metrics.json``)."""
+def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
+    """Fine-tune and test one model as ``cfg`` says; write and return the run summary (``metrics.json``).
+
+    ``datamodule``: the one the preflight built and checked (None: build it from ``cfg.data``).
+    """
     started = time.monotonic()
     threads = threads_per_job()
     if threads:  # parallel jobs on one machine share its cores
         torch.set_num_threads(threads)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    if "batch_size" in cfg.data:  # data.global_batch_size sets the per-device batch and the accumulation
+    if "batch_size" in cfg.data and datamodule is None:  # else the preflight resolved it, before building data
         log.info(apply_global_batch(cfg))
     if HydraConfig.initialized():  # DDP's other ranks: single runs of this job, in this run dir
         use_job_command_for_ddp_children(cfg.paths.output_dir, cfg.get("ckpt_path"))
 
-    datamodule = instantiate(cfg.data)
+    datamodule = datamodule or instantiate(cfg.data)
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
     module = build_module(cfg, datamodule)
 
-    callbacks = instantiate_bag(cfg.get("callbacks"))
+    callbacks = [*instantiate_bag(cfg.get("callbacks")), ExactResume()]  # exact resume whatever the config
     loggers = instantiate_bag(cfg.get("logger"))
     precision = resolve_precision(cfg.trainer.get("precision", "32"))  # auto: bf16-mixed where it is fast
     trainer: pl.Trainer = instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False)
@@ -124,7 +129,7 @@ def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
         logging.getLogger("lightning").handlers.clear()
     print_config_tree(cfg, save_to=launch_dir / "config_tree.log" if is_rank_zero() else None)
     started = time.perf_counter()
-    checked = validate_config(cfg)  # every run: a mistake in the input fails in seconds, before any weights load
+    checked, datamodule = preflight(cfg)  # every run: a mistake in the input fails in seconds, before any weights load
     if cfg.get("validate"):
         print("\n".join(["validate=true: OK, nothing was trained", *checked]))
         return None
@@ -135,7 +140,7 @@ def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
             print_config_tree(cfg, save_to=output_dir / "config_tree.log", show=False)
         try:
             with one_job_of_processes():  # the next job of a multirun starts its own DDP processes
-                summary = train(cfg)
+                summary = train(cfg, datamodule)
         finally:
             _finish_wandb()
     log.info("test metrics: %s", {k: round(v, 4) for k, v in summary["metrics"].items() if k.startswith("test/")})

@@ -19,8 +19,8 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from finetune.errors import UserError
 
-# Every trainer.precision Lightning accepts, as lightning.fabric.connector._PRECISION_INPUT lists them (a private
-# name, so not imported); tests/test_validate.py fails when Lightning's list changes.
+# Every trainer.precision Lightning accepts (finetune.trainer.compat.lightning_precisions, not imported here: this
+# module stays free of Lightning); tests/test_validate.py fails when Lightning's list changes.
 PRECISIONS = (
     "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
     "transformer-engine", "transformer-engine-float16",
@@ -30,25 +30,34 @@ LIGHTNING_NAMES = frozenset({"epoch", "step"})
 
 
 def validate_config(cfg: DictConfig) -> list[str]:
+    """Check ``cfg`` as a run would use it (``preflight``) and return the summary lines."""
+    return preflight(cfg)[0]
+
+
+def preflight(cfg: DictConfig) -> tuple[list[str], Any]:
     """Check ``cfg`` as a run would use it: settings, output folders, data, model, checkpoint, metric names.
 
-    Reads the raw data, the tokenizer, the model's config and the checkpoint; tokenizes nothing and loads no
-    model weights. Returns the summary lines.
+    Reads the raw data (or the tokenized cache), the tokenizer, the model's config and the checkpoint; tokenizes
+    nothing and loads no model weights. Returns the summary lines and the data module it built and checked,
+    which the run then trains on (one data module, one tokenizer load per run).
 
     Raises:
         UserError: at the first problem found.
     """
+    from finetune.distributed import apply_global_batch
     from finetune.validate_inputs import check_inputs
 
     _check_resolves(cfg)
     lines = _check_settings(cfg)
+    if "batch_size" in cfg.data:  # data.global_batch_size sets the per-device batch and the accumulation
+        lines.append(apply_global_batch(cfg))  # before the data module is built with its batch size
     check_writable(Path(cfg.paths.output_dir), "the run's files", "paths.log_dir")
     if cfg.paths.get("cache_dir"):
         check_writable(Path(cfg.paths.cache_dir), "the tokenized-data cache", "paths.cache_dir")
     found = check_inputs(cfg)
     if found.fit_names is not None:
         lines.append(_check_metric_names(cfg, found.fit_names, found.all_names))
-    return [*found.lines, *lines, f"run dir: {cfg.paths.output_dir}"]
+    return [*found.lines, *lines, f"run dir: {cfg.paths.output_dir}"], found.datamodule
 
 
 def _check_resolves(cfg: DictConfig) -> None:
@@ -73,8 +82,8 @@ def _integer(key: str, value: Any, minimum: int) -> int:
 def _check_settings(cfg: DictConfig) -> list[str]:
     """Batch and sequence sizes, accumulation, precision, learning rate, seed and monitor mode."""
     data, trainer, optimizer = cfg.get("data") or {}, cfg.get("trainer") or {}, cfg.get("optimizer") or {}
-    for key in ("batch_size", "eval_batch_size", "max_length"):
-        if key in data:
+    for key in ("batch_size", "eval_batch_size", "max_length", "global_batch_size", "micro_batch_size"):
+        if data.get(key) is not None:
             _integer(f"data.{key}", data[key], minimum=1)
     accumulate = _integer("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), minimum=1)
     for key in ("max_epochs", "max_steps"):

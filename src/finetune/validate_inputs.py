@@ -1,8 +1,8 @@
 """The half of ``validate=true`` that reads inputs: raw data and labels, tokenizer, model config, checkpoint.
 
 Nothing is tokenized and no model weights load (the packaged model's files are still hash-checked). The data
-checks are the data module's own (``TextClassificationDataModule.labelled_splits``), so a real run and a
-validation fail the same way.
+checks are the data module's own (``HFDataModule.preflight``, the same code its ``setup`` runs), so a real run
+and a validation fail the same way.
 """
 
 from __future__ import annotations
@@ -26,17 +26,34 @@ class Found:
     lines: list[str]
     fit_names: set[str] | None = None
     all_names: set[str] = field(default_factory=set)
+    datamodule: Any = None  # built and checked once; the run trains on this very instance
 
 
 def check_inputs(cfg: DictConfig) -> Found:
-    """Build the data module (its constructor checks its settings), then check what the run will read."""
+    """Build the data module (its constructor checks its settings) and let it check what the run will read
+    (``preflight``), then check the model against the data and ask the module what it logs."""
     from hydra.utils import get_class
 
     datamodule = _instantiate(cfg.data, "data")
     module_class = get_class(cfg.model._target_)
-    if hasattr(datamodule, "labelled_splits"):
-        return _check_text(cfg, datamodule, module_class)
-    return _check_other(cfg, datamodule, module_class)
+    if hasattr(datamodule, "preflight"):  # Hugging Face data: text, tags ...
+        lines = [*datamodule.preflight(), *_check_hf_model(cfg, datamodule)]
+    else:
+        lines = _check_other(cfg, datamodule, module_class)
+    logged = getattr(module_class, "logged_names", None)
+    if logged is None:
+        return Found(lines, datamodule=datamodule)
+    # What the module gets from the data, and its loss option: a loss or metric of another task fails here.
+    given = {**getattr(datamodule, "model_kwargs", {}), **getattr(datamodule, "module_kwargs", {})}
+    given |= {"loss": cfg.model.loss} if "loss" in cfg.model else {}
+    try:
+        fit_names = logged(**{**given, "test_sets": []})
+    except TypeError:  # e.g. task=sequence_classification given with tagged data
+        raise UserError(
+            f"{module_class.__name__} cannot train on {type(datamodule).__name__} data; the data option picks "
+            f"its task (leave task= out, or choose data that fits {cfg.model._target_})"
+        ) from None
+    return Found(lines, fit_names, logged(**given), datamodule)
 
 
 def _instantiate(node: DictConfig, key: str) -> Any:
@@ -55,62 +72,29 @@ def _instantiate(node: DictConfig, key: str) -> Any:
         raise
 
 
-def _check_text(cfg: DictConfig, datamodule: Any, module_class: type) -> Found:
-    from finetune.data.labels import check_num_labels
-    from finetune.data.preprocess import check_max_length
-    from finetune.models.builders import load_tokenizer
-    from finetune.models.objectives import objective_for
-
-    hp = datamodule.hparams
+def _check_hf_model(cfg: DictConfig, datamodule: Any) -> list[str]:
+    """The model reads the data's tokens: its config loads, ``max_length`` fits its positions, and a checkpoint
+    holds this kind of model with a head for the data's labels."""
     pretrained = OmegaConf.select(cfg, "model.net.pretrained")
     if pretrained is None:
         raise UserError(f"the data is text but {cfg.model._target_} reads no text; pick a text model (model=minilm)")
-    tokenizer = datamodule.tokenizer = load_tokenizer(hp.tokenizer)  # packaged: hashes checked here
+    hp = datamodule.hparams
     config = model_config(str(pretrained), bool(cfg.model.net.get("trust_remote_code", False)))
-    limit = check_max_length(hp.max_length, tokenizer) or _check_positions(hp.max_length, config)
-    sizes, names, problem_type = split_summary(datamodule)
-    check_num_labels(hp.num_labels, names)
-    model = cfg.model
-    objective = objective_for(
-        problem_type,
-        len(names),
-        model.get("loss", "auto"),
-        float(model.get("label_smoothing", 0.0)),
-        hp.metrics,
-        hp.main_metric,
-    )
-    counts = ", ".join(f"{size} {split}" for split, size in sizes.items())
-    labels = f"scores in '{hp.label_column}' (regression)" if objective.regression else f"classes {names}"
-    lines = [
-        f"data: {hp.dataset}: {counts} examples; {labels}",
+    from finetune.data.preprocess import check_max_length
+
+    limit = check_max_length(hp.max_length, datamodule.load_tokenizer()) or _check_positions(hp.max_length, config)
+    names = list(datamodule.model_kwargs.get("label_names") or [])
+    return [
         f"model: {pretrained} ({config.model_type}); max_length {hp.max_length} of {limit or 'unlimited'} tokens",
         check_checkpoint(cfg.get("ckpt_path"), str(pretrained), config.model_type, names),
     ]
-    logged = getattr(module_class, "logged_names", None)
-    if logged is None:
-        return Found(lines)
-    return Found(lines, logged(objective, []), logged(objective, datamodule.test_sets))
-
-
-def split_summary(datamodule: Any) -> tuple[dict[str, int], list[str], str]:
-    """Split sizes, class names and problem type of the data. From the tokenized cache when a run already built
-    it from these very files (same paths, sizes and mtimes) and settings, since that run checked every row:
-    a second run then reads no raw file. Otherwise from the raw files, every label checked."""
-    from finetune.data.tokenized_cache import load_cached
-
-    cached = load_cached(datamodule.hparams.cache_dir, datamodule.cache_key())
-    if cached is not None:
-        splits, (names, problem_type) = cached
-        return {split: len(data) for split, data in splits.items()}, names, problem_type
-    splits, space = datamodule.labelled_splits()
-    return {split: len(data) for split, data in splits.items()}, space.names, space.problem_type
 
 
 def model_config(pretrained: str, trust_remote_code: bool = False) -> PretrainedConfig:
     """The model's ``config.json`` (no weights), or a ``UserError`` saying how to point at a local folder."""
     from transformers import AutoConfig
 
-    from finetune.models.builders import resolve_pretrained
+    from finetune.hf.pretrained import resolve_pretrained
 
     try:
         return AutoConfig.from_pretrained(resolve_pretrained(pretrained), trust_remote_code=trust_remote_code)
@@ -152,16 +136,13 @@ def check_checkpoint(path: str | None, pretrained: str, model_type: str, names: 
     return f"checkpoint: {path} ({model_type}, {len(names)} classes, epoch {checkpoint.get('epoch')}, step {step})"
 
 
-def _check_other(cfg: DictConfig, datamodule: Any, module_class: type) -> Found:
+def _check_other(cfg: DictConfig, datamodule: Any, module_class: type) -> list[str]:
     """Non-text tasks (the linear regression): the network is small, so a checkpoint is checked against it."""
     lines = [f"data: {type(datamodule).__name__}", f"model: {module_class.__name__}"]
     if cfg.get("ckpt_path"):
         net = _instantiate(cfg.model.net, "model.net")(**datamodule.model_kwargs)
         lines.append(check_checkpoint_weights(cfg.ckpt_path, net))
-    names = getattr(module_class, "LOGGED_NAMES", None)
-    if names is None:
-        return Found(lines)
-    return Found(lines, {n for n in names if not n.startswith("test/")}, set(names))
+    return lines
 
 
 def check_checkpoint_weights(path: str, net: torch.nn.Module) -> str:

@@ -1,5 +1,6 @@
-"""Data: load raw text datasets, encode labels, tokenize once, and batch with dynamic padding."""
+"""Data: the shared base (``HFDataModule``: tokenizer, cache, loaders) and one data module per task."""
 
-from finetune.data.datamodule import TextClassificationDataModule
+from finetune.data.text_classification import TextClassificationDataModule
+from finetune.data.token_classification import TokenClassificationDataModule
 
-__all__ = ["TextClassificationDataModule"]
+__all__ = ["TextClassificationDataModule", "TokenClassificationDataModule"]

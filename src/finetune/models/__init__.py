@@ -1,6 +1,6 @@
-"""Models: builders for Hugging Face networks and the LightningModule that trains them."""
+"""The LightningModules: the shared loop (``FineTuneModule``) and one small subclass per task."""
 
-from finetune.models.builders import pretrained_classifier, resolve_pretrained, tiny_random_classifier
 from finetune.models.classifier import SequenceClassifier
+from finetune.models.token_classifier import TokenClassifier
 
-__all__ = ["SequenceClassifier", "pretrained_classifier", "resolve_pretrained", "tiny_random_classifier"]
+__all__ = ["SequenceClassifier", "TokenClassifier"]

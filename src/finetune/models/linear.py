@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric, MinMetric
 
-from finetune.models.optimization import OptimizedModule
+from finetune.models.base import FineTuneModule, StepOutput
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -39,37 +38,33 @@ def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(prediction, target, reduction="mean")
 
 
-class LinearRegression(OptimizedModule):
+class LinearRegression(FineTuneModule):
     """Fits ``ŷ = θ0 + θ1·x`` (``net.bias`` is θ0, ``net.weight`` is θ1) by minimising the mean squared error.
 
-    Logged: ``train/loss`` (every step and per epoch, progress bar), ``theta/0`` and ``theta/1`` every step
-    (the θ that produced that step's ``train/loss``, i.e. before the step's update), ``val/loss``,
-    ``val/loss_best`` (lowest so far), ``test/loss``.
+    Logs the loop's names (``FineTuneModule``: ``train/loss``, ``val/loss``, ``val/loss_best``, ``test/loss``)
+    and ``theta/0``, ``theta/1`` every step (the θ that produced that step's ``train/loss``, i.e. before the
+    step's update).
 
     Args:
         net: a ``torch.nn.Linear(1, 1)`` (see ``linear_net``).
         optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step.
+        **loop: the loop's options (``FineTuneModule``), e.g. ``non_finite_loss``.
     """
-
-    # What ``monitor`` and ``optimized_metric`` may name; kept beside the ``self.log`` calls below.
-    LOGGED_NAMES = frozenset(
-        {"train/loss", "train/loss_step", "train/loss_epoch", "train/grad_norm", "theta/0", "theta/1"}
-        | {"val/loss", "val/loss_best", "test/loss"}
-    )
 
     def __init__(
         self,
         net: torch.nn.Linear,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        **loop: Any,
     ) -> None:
-        super().__init__()
-        self.net = net
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        self.val_loss_best = MinMetric()
+        super().__init__(net, optimizer, scheduler, main_metric="loss", lower_is_better=True, **loop)
+
+    @classmethod
+    def logged_names(cls, test_sets: tuple[str, ...] | list[str] = ("test",)) -> set[str]:
+        """What ``monitor`` and ``optimized_metric`` may name."""
+        return {"theta/0", "theta/1", *cls.loop_names([], "loss", list(test_sets))}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions ŷ of shape (n,) for inputs x of shape (n, 1)."""
@@ -88,32 +83,12 @@ class LinearRegression(OptimizedModule):
         n = x.numel()
         return 2.0 / n * residual.sum(), 2.0 / n * (residual * x).sum()
 
-    def on_train_start(self) -> None:
-        # The sanity check may have filled the metrics; the best value must come from real epochs only.
-        self.val_loss.reset()
-        self.val_loss_best.reset()
+    def step(self, batch: Batch) -> StepOutput:
+        prediction = self(batch["x"])
+        return StepOutput(mse(prediction, batch["y"]), prediction, batch["y"], batch["y"].shape[0])
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = mse(self(batch["x"]), batch["y"])
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        theta0, theta1 = self.theta  # before this step's update
         size = batch["y"].shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        theta0, theta1 = self.theta
         self.log_dict({"theta/0": theta0, "theta/1": theta1}, on_step=True, on_epoch=False, batch_size=size)
-        return loss
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self.val_loss.update(mse(self(batch["x"]), batch["y"]), weight=batch["y"].shape[0])
-
-    def on_validation_epoch_end(self) -> None:
-        loss = self.val_loss.compute()
-        self.val_loss_best(loss)
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/loss_best", self.val_loss_best.compute())
-        self.val_loss.reset()
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self.test_loss.update(mse(self(batch["x"]), batch["y"]), weight=batch["y"].shape[0])
-
-    def on_test_epoch_end(self) -> None:
-        self.log("test/loss", self.test_loss.compute())
-        self.test_loss.reset()
+        return super().training_step(batch, batch_idx)

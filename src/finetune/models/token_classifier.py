@@ -1,0 +1,86 @@
+"""Token classification (NER): a Hugging Face token classifier on the shared loop (``FineTuneModule``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from finetune.errors import UserError
+from finetune.models.base import FineTuneModule, StepOutput
+from finetune.models.entity_metrics import IGNORED, EntityScores
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
+    from transformers import PreTrainedModel
+
+SCORES = ("precision", "recall", "f1")
+
+
+class TokenClassifier(FineTuneModule):
+    """Tags every word: cross-entropy over the sub-tokens that carry a label; entity precision, recall and F1
+    (overall and ``f1_<type>``, by seqeval) and ``token_acc`` (accuracy over labelled sub-tokens).
+
+    Args:
+        net: a ``...ForTokenClassification`` network; its ``config.id2label`` names the tags.
+        optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
+        scheduler: a partial that takes the optimizer and ``num_training_steps``.
+        label_smoothing: share of each token's target mass spread over all tags.
+        loss: ``auto`` or ``cross_entropy`` (the only loss for tags).
+        main_metric: the metric tracked as ``val/<name>_best`` (``f1``).
+        **loop: the loop's options (``FineTuneModule``): test sets, non-finite-loss policy, compile, freezing.
+    """
+
+    def __init__(
+        self,
+        net: PreTrainedModel,
+        optimizer: Callable[..., Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        label_smoothing: float = 0.0,
+        loss: str = "auto",
+        main_metric: str = "f1",
+        **loop: Any,
+    ) -> None:
+        check_loss(loss)
+        self.tag_names = [net.config.id2label[i] for i in range(net.config.num_labels)]
+        self.label_smoothing = label_smoothing
+        super().__init__(net.train(), optimizer, scheduler, main_metric, lower_is_better=main_metric == "loss", **loop)
+        self.save_hyperparameters(
+            {"label_names": self.tag_names, "num_labels": len(self.tag_names), "model_type": net.config.model_type},
+            logger=False,
+        )
+
+    def build_metrics(self, prefix: str) -> MetricCollection:
+        accuracy = MulticlassAccuracy(len(self.tag_names), average="micro", ignore_index=IGNORED)
+        return MetricCollection({"token_acc": accuracy, "entity": EntityScores(self.tag_names)}, prefix=prefix)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Tag logits (batch, tokens, tags) for a tokenized batch."""
+        return self.net(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
+    def step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
+        logits, labels = self(batch), batch["labels"]
+        loss = F.cross_entropy(
+            logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORED, label_smoothing=self.label_smoothing
+        )
+        return StepOutput(loss, logits.argmax(-1), labels, labels.shape[0])
+
+    @classmethod
+    def logged_names(
+        cls, label_names: list[str], test_sets: list[str], main_metric: str = "f1", loss: str = "auto"
+    ) -> set[str]:
+        """Every metric name this module logs: what ``monitor`` and ``optimized_metric`` may name."""
+        check_loss(loss)
+        types = sorted({name[2:] for name in label_names if name[:2] in ("B-", "I-", "E-", "S-")})
+        metrics = [*SCORES, "token_acc", *(f"f1_{kind}" for kind in types)]
+        return cls.loop_names(metrics, main_metric, test_sets)
+
+
+def check_loss(loss: str) -> None:
+    """Tags take cross-entropy only."""
+    if loss not in ("auto", "cross_entropy"):
+        raise UserError(f"model.loss={loss} does not apply to tags; use auto or cross_entropy")
