@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from finetune.cli import run_task
+from finetune.cli import errors_in_one_line, run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -13,4 +13,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    with errors_in_one_line():  # a config Hydra cannot compose: one line, exit 2
+        main()

@@ -28,7 +28,7 @@ import yaml
 from benchmarks import data, data_prep, report
 from benchmarks.common import has_bf16, machine_info
 from benchmarks.runner import ROOT, Variant, child_env, run_variant, time_command
-from finetune.precision import pad_multiple
+from finetune.trainer.precision import pad_multiple
 
 WORK_DIR = ROOT / "outputs/.cache/bench"
 
@@ -119,7 +119,7 @@ def resolved_precision(precision: str) -> str:
     """What ``trainer.precision`` means on this machine (``auto`` is decided by the project at run time)."""
     if precision != "auto":
         return precision
-    from finetune.precision import auto_precision
+    from finetune.trainer.precision import auto_precision
 
     return auto_precision()[0]
 

@@ -30,7 +30,7 @@ from benchmarks.common import (
     peak_rss_mb,
 )
 from benchmarks.data import read_csv
-from finetune.precision import pad_multiple
+from finetune.trainer.precision import pad_multiple
 
 MODES = ("run_glue", "fastest")
 

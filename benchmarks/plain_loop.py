@@ -49,7 +49,7 @@ def train_loader(features: list[dict[str, Any]], tokenizer: Any, spec: dict[str,
 
 
 def make_optimizer(model: Any, spec: dict[str, Any]) -> Any:
-    """AdamW with the project's groups: weight decay on matrices only (the 2-D rule of finetune.param_groups)."""
+    """AdamW with the project's groups: weight decay on matrices only (the 2-D rule of finetune.optim.param_groups)."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from finetune.errors import UserError
-from finetune.validate import validate_config
+from finetune.run.preflight import validate_config
 from tests.conftest import FAST, compose_train_cfg
 from tests.test_cli import run_cli
 
@@ -125,7 +125,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
         lambda t: [f"paths.cache_dir={csv_file(t)}/cache"],
         r"^cannot write the tokenized-data cache under .*: .*train.csv is a file, not a folder; set paths.cache_dir",
     ),
-    "val_fraction": (fixed("data.val_fraction=1.5"), r"^data.val_fraction must be between 0 and 1, got 1.5$"),
+    "val_fraction": (
+        fixed("data.val_fraction=1.5"),
+        r"^data.val_fraction must be a number between 0 and 1 \(exclusive\), got 1.5$",
+    ),
 }
 
 

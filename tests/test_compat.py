@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from torchmetrics import CatMetric, MeanMetric
 
@@ -64,3 +65,26 @@ def test_unrepeated_sampler_gives_each_example_to_one_process() -> None:
 
 def test_lightning_precisions_include_the_common_ones() -> None:
     assert {"32", "bf16-mixed", "16-mixed", "32-true"} <= compat.lightning_precisions()
+
+
+def test_ctrl_c_in_fit_leaves_as_keyboard_interrupt() -> None:
+    """Lightning answers Ctrl-C with sys.exit(1); the wrapper turns it back, so run_task can record it."""
+    import signal
+
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    class CtrlC(pl.Callback):
+        def on_train_batch_end(self, *args, **kwargs) -> None:
+            raise KeyboardInterrupt
+
+    trainer = pl.Trainer(
+        max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[CtrlC()]
+    )
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt), compat.ctrl_c_as_keyboard_interrupt(trainer):
+            trainer.fit(BoringModel())
+        assert trainer.interrupted
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)

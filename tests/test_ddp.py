@@ -14,10 +14,12 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from finetune.checkpoints import read_checkpoint
-from finetune.distributed import apply_global_batch
 from finetune.errors import UserError
+from finetune.trainer.checkpoints import read_checkpoint
+from finetune.trainer.distributed import apply_global_batch
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.xdist_group("ddp")  # one DDP test at a time under pytest -n: they start processes
 
 # The demo reviews cut to 128 training examples; the tiny model without dropout (a step is then a function of
 # the batch alone, so 1 and 2 processes can be compared) in fp32 (bf16 rounds a batch of 8 and the same rows
@@ -125,7 +127,7 @@ def test_fsdp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     (one,), (resumed,) = runs(tmp_path, "one"), runs(tmp_path, "fsdp")
     assert resumed == run and json.loads((run / "metrics.json").read_text())["resumed_from"]
     assert {"metrics.json", "fsdp.log", "fsdp_rank1.log", "checkpoints"} <= {p.name for p in run.iterdir()}
-    assert "finetune.distributed.fsdp_strategy" in (run / ".hydra" / "config.yaml").read_text()
+    assert "finetune.trainer.distributed.fsdp_strategy" in (run / ".hydra" / "config.yaml").read_text()
     log = (run / "fsdp.log").read_text()
     assert "effective batch 16 = 8 per device × 2 process(es)" in log
     # The same parameter groups (weight decay on the matrices only) although FSDP shows each rank flat 1-D

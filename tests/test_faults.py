@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from finetune.models import SequenceClassifier
-from finetune.models.base import NonFiniteLossError
+from finetune.models.non_finite import NonFiniteLossError
 from finetune.train import train
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from finetune.param_groups import freeze, matrix_names, param_groups
+from finetune.optim.param_groups import freeze, matrix_names, param_groups
 from finetune.train import train
 from tests.conftest import CONF_DIR
 from tests.helpers.tiny import tiny_model
@@ -160,7 +160,7 @@ def test_groups_end_to_end_with_frozen_embeddings(make_cfg, caplog) -> None:
         "model.freeze_embeddings=true",
         "model.freeze_layers=1",
     )
-    with caplog.at_level("INFO", logger="finetune.optim"):
+    with caplog.at_level("INFO", logger="finetune.optim.optimizers"):
         summary = train(cfg)
     assert math.isfinite(summary["metrics"]["train/loss"])
     group_logs = [r.getMessage() for r in caplog.records if "parameter groups" in r.getMessage()]

@@ -161,7 +161,7 @@ def test_ner_trains_end_to_end_building_one_data_module_and_one_tokenizer(make_c
 
 
 def test_bad_ner_settings_are_one_line(make_cfg) -> None:
-    from finetune.validate import validate_config
+    from finetune.run.preflight import validate_config
 
     with pytest.raises(UserError, match=r"^model.loss=mse does not apply to tags; use auto or cross_entropy$"):
         validate_config(make_cfg("experiment=ner", "model=tiny_random", "model.loss=mse"))

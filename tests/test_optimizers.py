@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.optim import Optimizer
 
-from finetune import optim_reference as ref
+from finetune.optim import reference as ref
 
 STEPS = 50
 

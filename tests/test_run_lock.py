@@ -12,8 +12,8 @@ import pytest
 from omegaconf import open_dict
 
 from finetune.errors import UserError
-from finetune.resume import claim_run, plan_resume
-from finetune.run_lock import LOCK_FILE, RunLock, holder
+from finetune.run.lock import LOCK_FILE, RunLock, holder
+from finetune.run.resume import claim_run, plan_resume
 from tests.conftest import ROOT
 from tests.test_resume import previous_run
 
@@ -30,7 +30,7 @@ def test_a_held_lock_names_its_holder_and_refuses_a_second(tmp_path: Path) -> No
 
 
 def test_the_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
-    code = f"from pathlib import Path; from finetune.run_lock import RunLock; lock = RunLock(Path({str(tmp_path)!r})); "
+    code = f"from pathlib import Path; from finetune.run.lock import RunLock; lock = RunLock(Path({str(tmp_path)!r})); "
     code += "print('locked', flush=True); import time; time.sleep(60)"
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -11,7 +11,7 @@ import pytest
 from hydra.utils import instantiate
 
 from finetune.errors import UserError
-from finetune.schedulers import warmup_schedule
+from finetune.optim.schedulers import warmup_schedule
 
 WARMUP_FAMILY = [
     "constant",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from finetune.utils.secrets import MASK, RedactSavedConfigs, is_secret_key, redact, redact_text
+from finetune.run.secrets import MASK, RedactSavedConfigs, is_secret_key, redact, redact_text
 from tests.conftest import ROOT
 
 SECRET = "supersecretvalue123"
@@ -89,8 +89,8 @@ def test_callback_rewrites_saved_hydra_files_and_multirun_yaml(tmp_path: Path) -
 def test_config_tree_tracker_config_and_run_name_are_redacted(make_cfg, tmp_path: Path) -> None:
     import torch
 
-    from finetune.utils.loggers import job_name_and_group
-    from finetune.utils.run import log_hyperparameters, print_config_tree
+    from finetune.run.summary import log_hyperparameters, print_config_tree
+    from finetune.trainer.loggers import job_name_and_group
 
     cfg = make_cfg(f"+wandb_api_key={SECRET}", "+logger.wandb.token=tok-1234567890")
     print_config_tree(cfg, save_to=tmp_path / "tree.log")
@@ -121,7 +121,7 @@ def secret_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproce
     env.pop("WANDB_API_KEY", None)  # wandb stays offline
     env["NETRC"] = str(log_dir / "no-netrc")
     args = ["model=tiny_random", "debug=limit", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"]
-    args += ["task_name=secret", f"+wandb_api_key={SECRET}", f"+note={HF_SECRET}", f"paths.log_dir={log_dir}"]
+    args += ["task_name=secret", f"tags=[{HF_SECRET}]", f"paths.log_dir={log_dir}"]
     result = subprocess.run(
         [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
     )
@@ -140,12 +140,45 @@ def test_no_secret_in_any_file_a_run_writes(secret_run) -> None:
     for output in (result.stdout, result.stderr):
         assert SECRET not in output and HF_SECRET not in output
     config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    assert config.wandb_api_key == MASK and config.note == MASK
-    assert f"+wandb_api_key={MASK}" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert list(config.tags) == [MASK]
+    assert f"tags=[{MASK}]" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+
+
+def run_with_secret(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", "NETRC": str(log_dir / "no-netrc")}
+    env.pop("WANDB_API_KEY", None)
+    common = ["model=tiny_random", "debug=limit", "logger=csv", "callbacks.progress_bar.refresh_rate=0"]
+    return subprocess.run(
+        [sys.executable, "train.py", *common, *args, f"paths.log_dir={log_dir}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+
+
+def files_hold(folder: Path, secret: str) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.slow
+def test_a_secret_override_nothing_reads_is_refused_without_showing_it(tmp_path: Path) -> None:
+    result = run_with_secret(tmp_path, f"+my_api_key={SECRET}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: my_api_key is not a setting")
+    assert SECRET not in result.stdout + result.stderr and not files_hold(tmp_path, SECRET)
+
+
+@pytest.mark.slow
+def test_a_crash_prints_its_traceback_with_secrets_masked(tmp_path: Path) -> None:
+    crash = "+callbacks.crash._target_=tests.helpers.signals.CrashAtStep"
+    result = run_with_secret(tmp_path, crash, f"+callbacks.crash.api_key={SECRET}")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "RuntimeError: simulated crash" in result.stderr
+    assert SECRET not in result.stdout + result.stderr and not files_hold(tmp_path, SECRET)
+    (run,) = (tmp_path / "debug" / "runs").iterdir()
+    assert "simulated crash" in (run / "traceback.txt").read_text()
 
 
 def test_checkpoint_of_a_real_run_loads_with_weights_only(secret_run) -> None:
-    from finetune.checkpoints import read_checkpoint
+    from finetune.trainer.checkpoints import read_checkpoint
 
     run_dir, _ = secret_run
     checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))

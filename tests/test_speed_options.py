@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from finetune import precision
 from finetune.train import train
+from finetune.trainer import precision
 from tests.helpers.tiny import tiny_model
 
 TINY = {"label_names": ["neg", "pos"], "dropout": False}

@@ -67,8 +67,9 @@ def test_an_interrupted_job_is_marked(make_cfg, monkeypatch) -> None:
 
     monkeypatch.setattr(finetune.train, "main", interrupted)
     cfg = make_cfg()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stop:
         run_task(cfg)
+    assert stop.value.code == 130  # 128 + SIGINT, as a shell reports Ctrl-C
     assert summary(Path(cfg.paths.output_dir))["status"] == "interrupted"
 
 
@@ -77,8 +78,8 @@ def test_a_missing_optimized_metric_fails_only_a_job_whose_sweeper_ranks_by_it(m
     from omegaconf import OmegaConf, open_dict
 
     from finetune.errors import UserError
-    from finetune.sweep import sweeper_needs_metric
-    from finetune.utils.run import metric_value
+    from finetune.run.summary import metric_value
+    from finetune.run.sweep import sweeper_needs_metric
 
     cfg = make_cfg()
     assert not sweeper_needs_metric()  # a single run

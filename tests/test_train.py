@@ -84,7 +84,7 @@ def test_linear_schedule_warms_up_and_decays_per_step(make_cfg) -> None:
 
 
 def test_no_weight_decay_on_biases_and_norms(make_cfg) -> None:
-    from finetune.optim import param_groups
+    from finetune.optim.optimizers import param_groups
     from tests.helpers.tiny import tiny_model
 
     net = tiny_model(["a", "b"])
@@ -98,7 +98,7 @@ def test_no_weight_decay_on_biases_and_norms(make_cfg) -> None:
 def test_fused_adamw_is_used_on_cpu(make_cfg) -> None:
     from hydra.utils import instantiate
 
-    from finetune.optim import build_optimizer
+    from finetune.optim.optimizers import build_optimizer
     from tests.helpers.tiny import tiny_model
 
     cfg = make_cfg()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.validate import PRECISIONS, validate_config
+from finetune.run.preflight import PRECISIONS, validate_config
 from tests.conftest import ROOT
 
 NAMES, PROBLEM = ["negative", "positive"], "single_label_classification"
@@ -75,7 +75,7 @@ def test_precisions_are_lightnings() -> None:
 
 
 def test_validate_module_imports_neither_torch_nor_lightning() -> None:
-    probe = "import sys, finetune.validate; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    probe = "import sys, finetune.run.preflight; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from finetune.train import main
-from finetune.utils.loggers import wandb_credentials_present, wandb_run_id
+from finetune.trainer.loggers import wandb_credentials_present, wandb_run_id
 from tests.helpers.wandb_records import logged_history, read_records
 
 
@@ -53,7 +53,7 @@ def test_multirun_jobs_are_grouped_by_their_sweep(no_wandb_credentials, make_cfg
     from hydra.types import RunMode
     from omegaconf import open_dict, read_write
 
-    from finetune.utils.loggers import job_name_and_group
+    from finetune.trainer.loggers import job_name_and_group
 
     cfg = make_cfg("optimizer=adam")
     with read_write(cfg.hydra), open_dict(cfg.hydra):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from finetune.errors import UserError
@@ -20,18 +23,28 @@ def config_dir() -> str:
 
 
 def run_task(cfg) -> float | None:
-    """The Hydra task: resume or start the run (``finetune.resume``), train; on failure record it in the job's dir.
+    """The Hydra task: resume or start the run (``finetune.run.resume``), train; on failure record it in the job's dir.
 
     A single run turns a ``UserError`` into one line on stderr and exit status 2 (other errors keep their
-    traceback). A multirun job returns NaN instead, so the sweep goes on; ``finetune.sweep.SweepReport``
+    traceback). A multirun job returns NaN instead, so the sweep goes on; ``finetune.run.sweep.SweepReport``
     counts the failures at the end and exits non-zero. A run stopped by a cluster's signal exits with
-    128 + the signal's number after requeueing its SLURM job (``finetune.preemption``).
+    128 + the signal's number after requeueing its SLURM job (``finetune.trainer.preemption``). A failure is
+    recorded only in a dir this command made or claimed, never in an earlier run it was pointed at.
     """
-    from finetune.distributed import is_rank_zero
-    from finetune.preemption import RunPreempted, requeue_slurm_job
-    from finetune.resume import plan_resume
-    from finetune.sweep import FAILED_TRIAL, in_multirun, record_outcome
+    from finetune.run.outcome import FAILED, INTERRUPTED, holds_run, record_outcome
+    from finetune.run.resume import plan_resume
+    from finetune.run.sweep import FAILED_TRIAL, in_multirun, report_interrupted_sweep
     from finetune.train import main  # imported here so --help and --cfg never load torch
+    from finetune.trainer.distributed import is_rank_zero, rank_tag
+    from finetune.trainer.preemption import RunPreempted, requeue_slurm_job
+
+    launch_dir = Path(cfg.paths.output_dir)
+    ours = not holds_run(launch_dir)  # False: Hydra's dir is an earlier run (resumed in place once it is claimed)
+    plan = None
+
+    def record(status: str, error: BaseException) -> None:
+        if ours or (plan is not None and plan.claimed):
+            record_outcome(Path(cfg.paths.output_dir), status, error, rank_zero=is_rank_zero(), rank=rank_tag())
 
     try:
         # Reads only: the run is moved into the run it continues after the preflight passed (a failure before
@@ -43,14 +56,17 @@ def run_task(cfg) -> float | None:
             requeue_slurm_job()
         print(f"interrupted: {preemption}; rerun the same command to resume", file=sys.stderr)
         raise SystemExit(preemption.exit_code) from None
-    except KeyboardInterrupt as error:
-        record_outcome(Path(cfg.paths.output_dir), "interrupted", error)
-        raise
-    except Exception as error:
-        output_dir = Path(cfg.paths.output_dir)
-        record_outcome(output_dir, "failed", error)
+    except KeyboardInterrupt as error:  # Ctrl-C: the job says so, and a multirun still gets its report
+        record(INTERRUPTED, error)
+        if in_multirun() and is_rank_zero():
+            report_interrupted_sweep()
+        print("interrupted (Ctrl-C); rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as raised:
+        error = user_error_inside(raised)  # a UserError wrapped by Hydra's instantiate is still a UserError
+        record(FAILED, error)
         if in_multirun():
-            logging.getLogger(__name__).error("job failed: %s (%s)", error, output_dir / "traceback.txt")
+            logging.getLogger(__name__).error("job failed: %s (%s)", error, Path(cfg.paths.output_dir))
             return FAILED_TRIAL
         if isinstance(error, UserError):
             print(f"error: {error}", file=sys.stderr)
@@ -58,8 +74,67 @@ def run_task(cfg) -> float | None:
         raise
 
 
+@contextmanager
+def errors_in_one_line() -> Iterator[None]:
+    """Around ``hydra.main``: a config Hydra cannot compose (an unknown key or option, an override it cannot
+    parse) is one line and exit status 2, not Hydra's block and exit 1; any other crash prints its traceback
+    with secrets masked (``finetune.run.secrets``), since overrides such as ``+my_api_key=...`` appear in it."""
+    from finetune.run.secrets import RedactingStream
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing; DDP's ranks inherit it
+    stderr, sys.stderr = sys.stderr, RedactingStream(sys.stderr)  # Hydra writes a failed job's overrides there
+    try:
+        yield
+    except Exception as error:
+        from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+        from finetune.run.secrets import redact_argv_secrets
+
+        if isinstance(error, (ConfigCompositionException, MissingConfigException, OverrideParseException)):
+            line = hydra_one_line(error)
+            override = getattr(error, "override", None)
+            if isinstance(error, OverrideParseException) and override and override not in line:
+                line = f"cannot parse the override '{override}': {line}"
+            print(f"error: {redact_argv_secrets(line)}", file=sys.stderr)
+            raise SystemExit(2) from None
+        sys.stderr.write(redact_argv_secrets("".join(traceback.format_exception(error))))
+        raise SystemExit(1) from None
+    finally:
+        sys.stderr = stderr
+
+
+def hydra_one_line(error: BaseException) -> str:
+    """Hydra's multi-line message (and its OmegaConf cause) as one line; option lists joined by commas."""
+    parts = [str(error)] + ([str(error.__cause__)] if error.__cause__ is not None else [])
+    lines = [line.strip() for part in parts for line in part.splitlines()]
+    kept: list[str] = []
+    for line in lines:
+        if not line or line.startswith(("See https://hydra.cc", "Set the environment", "provider=", "full_key:")):
+            continue
+        if line.startswith(("object_type=", "Config search path")):
+            continue
+        if kept and kept[-1].endswith(":") and not line.endswith(":"):
+            kept[-1] += f" {line}"  # the first item of a list
+        elif kept and ":" in kept[-1] and " " not in line:
+            kept[-1] += f", {line}"  # the next items
+        else:
+            kept.append(line.rstrip("."))
+    return "; ".join(kept)
+
+
+def user_error_inside(error: BaseException) -> BaseException:
+    """The ``UserError`` in ``error``'s chain of causes (Hydra wraps a constructor's), else ``error`` itself."""
+    cause: BaseException | None = error
+    for _ in range(10):  # bounded: a chain of causes can loop
+        if cause is None or isinstance(cause, UserError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    return cause if isinstance(cause, UserError) else error
+
+
 def train_cli() -> None:
     """Entry point of the ``finetune-train`` console script."""
     import hydra
 
-    hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")(run_task)()
+    with errors_in_one_line():
+        hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")(run_task)()

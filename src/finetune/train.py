@@ -13,30 +13,31 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from finetune.distributed import (
+from finetune.run.outcome import COMPLETED, INTERRUPTED, earlier_metrics, write_summary
+from finetune.run.preflight import preflight
+from finetune.run.resume import ResumePlan, claim_run
+from finetune.run.summary import (
+    best_checkpoint,
+    log_hyperparameters,
+    metric_value,
+    print_config_tree,
+    stop_reason,
+    to_floats,
+)
+from finetune.run.sweep import sweeper_needs_metric, threads_per_job
+from finetune.trainer.checkpoint_io import VerifiedCheckpointIO
+from finetune.trainer.compat import ctrl_c_as_keyboard_interrupt
+from finetune.trainer.distributed import (
     apply_global_batch,
     is_fsdp,
     is_rank_zero,
     one_job_of_processes,
     use_job_command_for_ddp_children,
 )
-from finetune.precision import resolve_precision
-from finetune.preemption import RunPreempted
-from finetune.resume import ResumePlan, claim_run
-from finetune.sweep import sweeper_needs_metric, threads_per_job
 from finetune.trainer.exact_resume import ExactResume
-from finetune.utils.instantiate import instantiate_bag
-from finetune.utils.run import (
-    best_checkpoint,
-    earlier_metrics,
-    log_hyperparameters,
-    metric_value,
-    print_config_tree,
-    stop_reason,
-    to_floats,
-    write_json_atomic,
-)
-from finetune.validate import preflight
+from finetune.trainer.instantiate import instantiate_bag
+from finetune.trainer.precision import resolve_precision
+from finetune.trainer.preemption import RunPreempted
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,18 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
     callbacks = [*instantiate_bag(cfg.get("callbacks")), ExactResume()]  # exact resume whatever the config
     loggers = instantiate_bag(cfg.get("logger"))
     precision = resolve_precision(cfg.trainer.get("precision", "32"))  # auto: bf16-mixed where it is fast
-    trainer: pl.Trainer = instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False)
+    # Checkpoints written in place with a checksum (DeepSpeed writes its own sharded folders).
+    plugins = [] if "deepspeed" in str(cfg.trainer.get("strategy", "")) else [VerifiedCheckpointIO()]
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False, plugins=plugins or None
+    )
     log_hyperparameters(trainer, cfg, module)
 
     preemption = None  # a cluster's signal: checkpoint saved, no test (the node is about to go)
     if cfg.get("train"):
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+            with ctrl_c_as_keyboard_interrupt(trainer):
+                trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         except RunPreempted as signal_stop:
             preemption = signal_stop
     # Read now: testing a checkpoint restores the callbacks' saved state (early stopping, timer) too.
@@ -91,13 +97,14 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
         # FSDP leaves a fitted module's layers wrapped and its other parameters flat: test a fresh copy, which
         # the strategy wraps anew and fills with the checkpoint's weights.
         tested = build_module(cfg, datamodule) if cfg.get("train") and is_fsdp(trainer.strategy) else module
-        trainer.test(tested, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+        with ctrl_c_as_keyboard_interrupt(trainer):
+            trainer.test(tested, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     # A run continued in place keeps the values it logged before, unless this leg logged them anew (fitting
     # from a finished checkpoint validates nothing: its val/ metrics stay those of the earlier leg).
     metrics = {**earlier_metrics(Path(cfg.paths.output_dir)), **fit_metrics, **to_floats(trainer.callback_metrics)}
 
     summary = {
-        "status": "interrupted" if trainer.interrupted or preemption else "completed",
+        "status": INTERRUPTED if trainer.interrupted or preemption else COMPLETED,
         "stop_reason": why_stopped if cfg.get("train") else "not_trained",
         "run_time_s": round(time.monotonic() - started, 3),
         "epochs": trainer.current_epoch,
@@ -110,7 +117,7 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
         "metrics": metrics,
     }
     if trainer.is_global_zero:
-        write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", summary)
+        write_summary(Path(cfg.paths.output_dir), summary)
     if preemption is not None:
         raise preemption
     return summary
@@ -118,7 +125,7 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
 
 def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
     """Print the config tree, run the preflight (``validate=true`` stops there), then claim the run dir that
-    ``plan`` chose (``finetune.resume``: lock, move in), train, and return ``cfg.optimized_metric`` for sweepers.
+    ``plan`` chose (``finetune.run.resume``: lock, move in), train, and return ``cfg.optimized_metric`` for sweepers.
 
     Nothing is written into an existing run before the preflight passed. The wandb run is always closed, so
     the jobs of a multirun never write into each other's runs.

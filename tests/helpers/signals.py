@@ -38,3 +38,15 @@ class WaitAtStep(Callback):
         deadline = time.monotonic() + 120
         while not (folder / "go").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+class CrashAtStep(Callback):
+    """Raises a ``RuntimeError`` (not a project error) at the end of step 1 whose message holds ``api_key``: a
+    crash whose traceback would show a secret."""
+
+    def __init__(self, api_key: str = "") -> None:
+        self.api_key = api_key
+
+    def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+        if trainer.global_step == 1:
+            raise RuntimeError(f"simulated crash while talking to a server with key {self.api_key}")

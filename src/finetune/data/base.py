@@ -18,7 +18,7 @@ from finetune.data.preprocess import check_max_length
 from finetune.data.tokenized_cache import cache_key, load_cached, save_cached
 from finetune.errors import UserError
 from finetune.hf.pretrained import load_tokenizer
-from finetune.precision import pad_multiple
+from finetune.trainer.precision import pad_multiple
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -41,7 +41,7 @@ class HFDataModule(pl.LightningDataModule):
             larger fits).
         global_batch_size: examples per optimizer step over all devices and accumulation; with
             ``micro_batch_size`` (default ``batch_size``) train() derives the per-device batch and
-            ``trainer.accumulate_grad_batches`` from it (``finetune.distributed.apply_global_batch``).
+            ``trainer.accumulate_grad_batches`` from it (``finetune.trainer.distributed.apply_global_batch``).
         group_by_length: batch training examples of similar length together (shuffled, seeded), which cuts
             padding; see ``finetune.data.sampler``.
         num_workers: loader worker processes.

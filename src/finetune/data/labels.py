@@ -38,6 +38,8 @@ class LabelSpace:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 return float(value)
             raise UserError(f"label {value!r} in the {split} split ('{column}' column) is not a finite number")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # written as 1.0: the class 1
         if self.values_are_ids:
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
                 return value
@@ -73,12 +75,16 @@ def infer_label_space(splits: DatasetDict, column: str, configured: list[str] | 
     values = [v for v in splits["train"].unique(column) if v is not None]
     if not values:
         raise UserError(f"label column '{column}' of the train split is empty")
+    if values and all(isinstance(v, float) and v.is_integer() for v in values):
+        values = sorted({int(v) for v in values})  # 0.0/1.0 written by a spreadsheet: class ids, not scores
     if any(isinstance(v, float) for v in values) and all(isinstance(v, (int, float)) for v in values):
         if configured:
             raise UserError(f"label column '{column}' holds scores (floats): data.label_names applies to classes")
         return LabelSpace([column], values_are_ids=False, regression=True)
     if all(_is_int(v) for v in values) and configured:
         return LabelSpace([str(n) for n in configured], values_are_ids=True)
+    if all(isinstance(v, str) for v in values):
+        check_one_convention(values, column)
     if all(isinstance(v, str) for v in values) or all(_is_int(v) for v in values):
         names = [str(v) for v in sorted(values)]
         if configured and sorted(map(str, configured)) != sorted(names):
@@ -89,6 +95,28 @@ def infer_label_space(splits: DatasetDict, column: str, configured: list[str] | 
         f"label column '{column}' holds {type(example).__name__} values such as {example!r}: "
         "classification needs string names or integer class ids"
     )
+
+
+def check_no_missing(values: list[Any], split: str, column: str) -> None:
+    """Every row has a label: an empty cell is a ``UserError`` naming its row, not a class called ``None``
+    (nor, as NaN in a column of numbers, a reason to turn classes into scores)."""
+    for row, value in enumerate(values):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+            raise UserError(
+                f"row {row + 1} of the {split} split has no label in the '{column}' column (an empty cell); "
+                "fill it in or drop the row"
+            )
+
+
+def check_one_convention(values: list[str], column: str) -> None:
+    """Labels are all class ids or all names, not both (``1`` and ``positive`` would be two classes)."""
+    numbers = sorted(v for v in values if v.strip().lstrip("-").isdigit())
+    names = sorted(v for v in values if v not in numbers)
+    if numbers and names:
+        raise UserError(
+            f"label column '{column}' mixes numbers {numbers[:3]} and names {names[:3]}: write every label "
+            "one way (all names, or all class ids with data.label_names)"
+        )
 
 
 def encode_labels(splits: DatasetDict, column: str, space: LabelSpace) -> DatasetDict:

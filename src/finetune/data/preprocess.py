@@ -83,6 +83,12 @@ def check_max_length(max_length: int, tokenizer: Any) -> int | None:
 
     Tokenizers without a limit report a huge ``model_max_length`` (1e30), hence the 100_000 cut-off.
     """
+    special = tokenizer.num_special_tokens_to_add(pair=True) if hasattr(tokenizer, "num_special_tokens_to_add") else 0
+    if max_length <= special:  # truncation would leave no room for a single word (a pair needs two)
+        raise UserError(
+            f"data.max_length={max_length} leaves no room for text: the tokenizer adds up to {special} special "
+            f"tokens; use at least {special + 2} (typical: 128)"
+        )
     limit = getattr(tokenizer, "model_max_length", None) or 0
     if not 0 < limit < 100_000:
         return None

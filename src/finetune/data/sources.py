@@ -41,6 +41,8 @@ def user_files(train_file: str | None, validation_file: str | None, test_file: s
     files = {"train": train_file, "validation": validation_file, "test": test_file}
     found = {split: Path(path) for split, path in files.items() if path}
     for split, path in found.items():
+        if path.is_dir():
+            raise UserError(f"data.{split}_file is a folder, not a file: {path} (give the path of the file inside)")
         if not path.is_file():
             raise UserError(
                 f"data.{split}_file not found: {path} (check the path; relative paths start at {Path.cwd()})"
@@ -54,12 +56,18 @@ def load_files(files: dict[str, Path], file_format: str) -> DatasetDict:
     """Load local csv/json/jsonl/parquet files with the ``datasets`` builders."""
     from datasets import load_dataset
 
+    from finetune.data.file_errors import empty_split, unreadable
+
     try:
-        return load_dataset(FILE_FORMATS[file_format], data_files={k: str(v) for k, v in files.items()})
-    except Exception as error:  # datasets wraps the decoding error in its DatasetGenerationError
-        if not _caused_by(error, UnicodeDecodeError):
-            raise
-        raise _not_utf8(files) from error
+        loaded = load_dataset(FILE_FORMATS[file_format], data_files={k: str(v) for k, v in files.items()})
+    except Exception as error:  # datasets wraps the parser's error in its DatasetGenerationError, or a ValueError
+        if _caused_by(error, UnicodeDecodeError):
+            raise _not_utf8(files) from error
+        raise unreadable(files, file_format, error) from None
+    for split, data in loaded.items():
+        if len(data) == 0:
+            raise empty_split(split, files[split])
+    return loaded
 
 
 def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from finetune.data import sources
 from finetune.data.base import HFDataModule
-from finetune.data.labels import check_num_labels
+from finetune.data.labels import check_no_missing, check_num_labels
 from finetune.data.preprocess import arrange_splits, cap_splits, check_columns
 from finetune.errors import UserError
-from finetune.utils.instantiate import plain
+from finetune.trainer.instantiate import plain
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -160,6 +160,8 @@ class TextClassificationDataModule(HFDataModule):
         hp = self.hparams
         raw = self._load_raw()
         check_columns(raw, [*self.text_columns, hp.label_column])
+        for split, data in raw.items():  # rows as in the source, before splits are carved or shuffled
+            check_no_missing(data[hp.label_column], split, hp.label_column)
         splits = arrange_splits(raw, hp.test_split, hp.val_fraction, hp.seed, hp.extra_test_splits)
         splits = cap_splits(splits, hp.max_train_samples, hp.max_eval_samples)
         space = infer_label_space(splits, hp.label_column, hp.label_names)

@@ -11,7 +11,7 @@ from finetune.data import conll
 from finetune.data.base import HFDataModule
 from finetune.data.sources import file_signature
 from finetune.errors import UserError
-from finetune.utils.instantiate import plain
+from finetune.trainer.instantiate import plain
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict

@@ -40,6 +40,12 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as error:
         raise _hub_hint(name_or_path, error) from error
+    except (ValueError, TypeError) as error:  # a folder with a config but no tokenizer files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"no usable tokenizer in {name_or_path} ({first}); the folder needs tokenizer.json (save one with "
+            "tokenizer.save_pretrained(folder)), or set data.tokenizer to the model the folder was fine-tuned from"
+        ) from None
 
 
 def _label_maps(label_names: list[str] | None, problem_type: str | None) -> dict[str, Any]:

@@ -18,9 +18,9 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection, MinMetric
 
-from finetune.errors import UserError
-from finetune.optim import build_optimizer
-from finetune.param_groups import freeze, matrix_names
+from finetune.models.non_finite import NonFiniteGuard
+from finetune.optim.optimizers import build_optimizer
+from finetune.optim.param_groups import freeze, matrix_names
 from finetune.trainer import compat
 
 if TYPE_CHECKING:
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # What Lightning itself reports for a metric logged both per step and per epoch.
 TRAIN_LOSS_NAMES = ("train/loss", "train/loss_step", "train/loss_epoch", "train/grad_norm")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 @dataclass
@@ -62,14 +58,15 @@ class FineTuneModule(pl.LightningModule):
 
     Args:
         net: the network to fine-tune.
-        optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
+        optimizer: a partial that takes parameter groups (see ``finetune.optim.optimizers.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step,
             unless it returns a full Lightning scheduler config (plateau: after validation, on a metric).
         main_metric: the metric tracked as ``val/<main_metric>_best`` (``loss`` or one of the task's).
         lower_is_better: the direction of ``main_metric`` (True for losses and errors).
         test_sets: names of the test sets, one per test dataloader (``test``, plus e.g. ``test_mismatched``).
         non_finite_loss: ``error`` stops at a NaN or infinite training loss, naming the step and the last good
-            checkpoint; ``skip`` drops that batch (no optimizer step) and goes on.
+            checkpoint; ``skip`` drops that batch (no optimizer step) and goes on, unless more than
+            ``non_finite_max_skipped`` of the last ``non_finite_window`` batches were skipped.
         compile: ``torch.compile`` the network's forward (in place: checkpoints keep their parameter names).
         freeze_embeddings: no gradients for the embeddings: a faster optimizer step, at some accuracy cost.
         freeze_layers: no gradients for the first N encoder layers.
@@ -86,6 +83,8 @@ class FineTuneModule(pl.LightningModule):
         lower_is_better: bool = True,
         test_sets: list[str] | None = None,
         non_finite_loss: str = "error",
+        non_finite_window: int = 20,
+        non_finite_max_skipped: float = 0.25,
         compile: bool = False,
         freeze_embeddings: bool = False,
         freeze_layers: int = 0,
@@ -93,13 +92,12 @@ class FineTuneModule(pl.LightningModule):
         head_lr: float | None = None,
     ) -> None:
         super().__init__()
-        if non_finite_loss not in ("error", "skip"):
-            raise UserError(f"model.non_finite_loss must be 'error' or 'skip', got '{non_finite_loss}'")
+        self.non_finite = NonFiniteGuard(non_finite_loss, non_finite_window, non_finite_max_skipped)
         self.net = net
         freeze(self.net, embeddings=freeze_embeddings, first_layers=freeze_layers)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.group_shaping = {"layer_decay": layer_decay, "head_lr": head_lr}
-        self.main_metric, self.non_finite_loss, self.compile_net = main_metric, non_finite_loss, compile
+        self.main_metric, self.compile_net = main_metric, compile
         self.train_loss = MeanMetric(dist_sync_on_step=True)  # under DDP each step's value is the global mean
         self.train_metrics = torch.nn.ModuleDict(self.build_train_metrics())
         self.val_metrics = self.build_metrics("val/")
@@ -148,31 +146,14 @@ class FineTuneModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         out = self.step(batch)
         if not torch.isfinite(out.loss):
-            return self._non_finite(out.loss)
+            return self.non_finite.non_finite(out.loss.item(), self.trainer)  # skipped: no optimizer step
+        self.non_finite.finite(self.trainer)
         self.train_loss(out.loss.detach(), weight=out.size)
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=out.size)
         for name, metric in self.train_metrics.items():
             metric(out.predictions, out.targets)
             self.log(f"train/{name}", metric, on_step=False, on_epoch=True, batch_size=out.size)
         return out.loss
-
-    def _non_finite(self, loss: torch.Tensor) -> None:
-        """Skip the batch (``non_finite_loss=skip``: no optimizer step) or stop with the step and the last good
-        checkpoint, never a silent NaN model."""
-        step = self.trainer.global_step
-        if self.non_finite_loss == "skip":
-            log.warning("non-finite loss %s at step %d: batch skipped", loss.item(), step)
-            return None
-        saved = [
-            getattr(c, name, "")
-            for name in ("last_model_path", "best_model_path")
-            for c in self.trainer.checkpoint_callbacks
-        ]
-        last_good = next((path for path in saved if path), "none yet")
-        raise NonFiniteLossError(
-            f"non-finite training loss ({loss.item()}) at step {step}; last good checkpoint: {last_good} "
-            "(lower optimizer.lr, keep gradient clipping on, or set model.non_finite_loss=skip)"
-        )
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, self.val_loss)

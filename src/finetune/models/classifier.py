@@ -27,7 +27,7 @@ class SequenceClassifier(FineTuneModule):
 
     Args:
         net: the network; its ``config.num_labels`` sets the number of classes.
-        optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
+        optimizer: a partial that takes parameter groups (see ``finetune.optim.optimizers.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``.
         label_smoothing: share of the target mass spread over all classes (0 = plain cross-entropy). It curbs
             over-confidence on small data; it also raises the lowest reachable loss, so loss thresholds move.

@@ -47,7 +47,7 @@ class LinearRegression(FineTuneModule):
 
     Args:
         net: a ``torch.nn.Linear(1, 1)`` (see ``linear_net``).
-        optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
+        optimizer: a partial that takes parameter groups (see ``finetune.optim.optimizers.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step.
         **loop: the loop's options (``FineTuneModule``), e.g. ``non_finite_loss``.
     """

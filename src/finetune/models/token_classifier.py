@@ -27,7 +27,7 @@ class TokenClassifier(FineTuneModule):
 
     Args:
         net: a ``...ForTokenClassification`` network; its ``config.id2label`` names the tags.
-        optimizer: a partial that takes parameter groups (see ``finetune.optim.build_optimizer``).
+        optimizer: a partial that takes parameter groups (see ``finetune.optim.optimizers.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``.
         label_smoothing: share of each token's target mass spread over all tags.
         loss: ``auto`` or ``cross_entropy`` (the only loss for tags).

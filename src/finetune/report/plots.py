@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from finetune import atomic
 from finetune.report.collect import load_curves, override_keys, varying_keys
 from finetune.report.tables import key_values, metric_label
 
@@ -58,7 +59,8 @@ def _figure(width: float = 8.0, height: float = 5.0) -> Figure:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, dpi=DPI)
+    with atomic.atomic_open(path, "wb") as handle:  # a report viewer never sees half an image
+        figure.savefig(handle, dpi=DPI, format=path.suffix.lstrip(".") or "png")
     return path
 
 

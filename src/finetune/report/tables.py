@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from finetune import atomic
 from finetune.report.collect import override_keys, varying_keys
 
 NON_METRICS = ("job",)
@@ -215,7 +216,7 @@ def write_tables(df: pd.DataFrame, grouped: pd.DataFrame, out_dir: Path, images:
         "summary_grouped_csv": out_dir / "summary_grouped.csv",
         "summary_md": out_dir / "summary.md",
     }
-    summary_table(df).to_csv(paths["summary_csv"], index=False)
-    grouped.to_csv(paths["summary_grouped_csv"], index=False)
-    paths["summary_md"].write_text(summary_markdown(df, grouped, images))
+    atomic.write_text(paths["summary_csv"], summary_table(df).to_csv(index=False))
+    atomic.write_text(paths["summary_grouped_csv"], grouped.to_csv(index=False))
+    atomic.write_text(paths["summary_md"], summary_markdown(df, grouped, images))
     return paths

@@ -6,7 +6,8 @@ which. Nothing else in the project imports a private name of Lightning or torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -75,3 +76,19 @@ def lightning_precisions() -> set[str]:
     from lightning.fabric.connector import _PRECISION_INPUT
 
     return {str(v) for group in get_args(_PRECISION_INPUT) for v in get_args(group)}
+
+
+@contextmanager
+def ctrl_c_as_keyboard_interrupt(trainer: pl.Trainer) -> Iterator[None]:
+    """Let Ctrl-C leave ``trainer.fit``/``test`` as ``KeyboardInterrupt``: after its graceful shutdown Lightning
+    calls ``sys.exit(1)`` (``lightning.pytorch.trainer.call``) and ignores SIGINT from then on, so the run could
+    not say it was interrupted, nor a multirun write its report."""
+    import signal
+
+    try:
+        yield
+    except SystemExit as stop:
+        if stop.code != 1 or not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from stop

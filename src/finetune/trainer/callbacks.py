@@ -10,6 +10,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
+from finetune.trainer.checkpoints import checksum_path
+
 
 class LossThresholdStopping(pl.Callback):
     """Stop once a training batch's loss falls below ``threshold`` (``stop_reason: loss_threshold``).
@@ -76,7 +78,10 @@ class LastCheckpoint(Checkpoint):
             return
         last = self.dirpath / "last.ckpt"
         if trainer.is_global_zero and last.is_file():
-            os.replace(last, self.dirpath / "last-previous.ckpt")
-        trainer.save_checkpoint(last, weights_only=False)  # full state to resume; Lightning renames a temp file
+            previous = self.dirpath / "last-previous.ckpt"
+            os.replace(last, previous)
+            if checksum_path(last).is_file():  # the checksum goes with its file
+                os.replace(checksum_path(last), checksum_path(previous))
+        trainer.save_checkpoint(last, weights_only=False)  # full state to resume (VerifiedCheckpointIO)
         self.last_model_path = str(last)
         self._saved_step = trainer.global_step

@@ -1,4 +1,5 @@
-"""Reading Lightning checkpoints safely: ``weights_only`` unpickling, and a clear error for a broken file."""
+"""Reading Lightning checkpoints safely: the recorded SHA-256 checked, ``weights_only`` unpickling, and a clear
+error for a broken file. Torch-free until a checkpoint is read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,31 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from finetune.atomic import file_digest
 from finetune.errors import UserError
+
+SUFFIX = ".sha256"
+
+
+def checksum_path(path: str | Path) -> Path:
+    """Where the checksum of the checkpoint at ``path`` is kept."""
+    path = Path(path)
+    return path.with_name(path.name + SUFFIX)
+
+
+def verify_checksum(path: str | Path) -> None:
+    """Raise ``UserError`` when the checkpoint's bytes differ from its recorded checksum (no record: nothing to
+    check, e.g. a checkpoint from another tool)."""
+    path = Path(path)
+    record = checksum_path(path)
+    if not record.is_file():
+        return
+    expected = record.read_text().split()[0] if record.read_text().strip() else ""
+    if file_digest(path) != expected:
+        raise UserError(
+            f"checkpoint {path} is corrupt: its SHA-256 differs from {record.name} (the file changed after it "
+            "was written: a disk or copy fault); use an earlier checkpoint or delete this one"
+        )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -20,6 +45,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist (give the path of a .ckpt file)")
+    verify_checksum(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:

@@ -1,10 +1,10 @@
-"""Run bookkeeping: the config tree, hyperparameters for trackers, why training stopped, metrics.json."""
+"""Run bookkeeping: the config tree, hyperparameters for trackers, why training stopped, the optimized value.
+
+``metrics.json`` itself is written by ``finetune.run.outcome``."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None, show: bool =
     import rich.syntax
     import rich.tree
 
-    from finetune.utils.secrets import redact
+    from finetune.run.secrets import redact
 
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
     rest = [k for k in cfg if k not in TREE_SECTIONS and k != "hydra"]
@@ -38,21 +38,6 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None, show: bool =
             rich.print(tree, file=handle)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temporary name, then rename: a crash never leaves a truncated file."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    partial.replace(path)
-
-
-def earlier_metrics(run_dir: Path) -> dict[str, float]:
-    """The metrics an earlier leg of this run recorded in ``metrics.json`` (none for a new run)."""
-    try:
-        return dict(json.loads((run_dir / "metrics.json").read_text()).get("metrics") or {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
 def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
     """Tensors and numbers as plain floats, sorted by name."""
     return {k: float(v) for k, v in sorted(metrics.items())}
@@ -60,7 +45,7 @@ def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, module: pl.LightningModule) -> None:
     """Send the resolved config and parameter counts to every logger (the module logs none itself)."""
-    from finetune.utils.secrets import redact
+    from finetune.run.secrets import redact
 
     if not trainer.loggers:
         return
@@ -85,7 +70,7 @@ def stop_reason(trainer: pl.Trainer) -> str:
     reason = getattr(early, "stopping_reason", None)
     if early is not None and reason is not None and reason.name != "NOT_STOPPED":
         return f"early_stopping/{reason.name.lower()}"
-    from finetune.callbacks import LossThresholdStopping
+    from finetune.trainer.callbacks import LossThresholdStopping
 
     if any(isinstance(c, LossThresholdStopping) and c.stopped_at_step is not None for c in trainer.callbacks):
         return "loss_threshold"

@@ -1,6 +1,6 @@
 """Building the optimizer from its config partial (the part of the loop a config cannot wire alone).
 
-Learning-rate schedules live in ``finetune.schedulers``.
+Learning-rate schedules live in ``finetune.optim.schedulers``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
-from finetune.param_groups import describe, param_groups
-from finetune.utils.instantiate import plain
+from finetune.optim.param_groups import describe, param_groups
+from finetune.trainer.instantiate import plain
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def build_optimizer(
     """Complete an optimizer partial with parameter groups; ``fused: null`` becomes fused where torch has it.
 
     ``layer_decay`` and ``head_lr`` (``param_groups.*`` in the config) shape the groups
-    (``finetune.param_groups``). On a small model the optimizer step is a large share of a training step, and the
+    (``finetune.optim.param_groups``). On a small model the optimizer step is a large share of a training step, and the
     fused kernels were 1.45x faster end to end on a 2-core CPU, so ``fused: null`` means "fastest available"
     rather than torch's default. The groups are logged once, when the optimizer is built.
 

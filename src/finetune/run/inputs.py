@@ -7,6 +7,7 @@ and a validation fail the same way.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ from finetune.errors import UserError
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,25 +82,31 @@ def _check_hf_model(cfg: DictConfig, datamodule: Any) -> list[str]:
     if pretrained is None:
         raise UserError(f"the data is text but {cfg.model._target_} reads no text; pick a text model (model=minilm)")
     hp = datamodule.hparams
-    config = model_config(str(pretrained), bool(cfg.model.net.get("trust_remote_code", False)))
+    overrides = OmegaConf.to_container(cfg.model.net.get("config_overrides") or OmegaConf.create({}))
+    config = model_config(str(pretrained), bool(cfg.model.net.get("trust_remote_code", False)), overrides)
     from finetune.data.preprocess import check_max_length
 
     limit = check_max_length(hp.max_length, datamodule.load_tokenizer()) or _check_positions(hp.max_length, config)
     names = list(datamodule.model_kwargs.get("label_names") or [])
     return [
         f"model: {pretrained} ({config.model_type}); max_length {hp.max_length} of {limit or 'unlimited'} tokens",
-        check_checkpoint(cfg.get("ckpt_path"), str(pretrained), config.model_type, names),
+        check_checkpoint(cfg.get("ckpt_path"), str(pretrained), config, names, cfg.model.net.get("auto_class")),
     ]
 
 
-def model_config(pretrained: str, trust_remote_code: bool = False) -> PretrainedConfig:
-    """The model's ``config.json`` (no weights), or a ``UserError`` saying how to point at a local folder."""
+def model_config(pretrained: str, trust_remote_code: bool = False, overrides: dict | None = None) -> PretrainedConfig:
+    """The model's ``config.json`` (no weights) with ``model.net.config_overrides`` applied, or a ``UserError``
+    saying how to point at a local folder."""
     from transformers import AutoConfig
 
     from finetune.hf.pretrained import resolve_pretrained
 
+    if trust_remote_code:  # the config's own code runs right here, in the preflight
+        log.warning("model.net.trust_remote_code=true: code shipped with %s runs on this machine now and while "
+                    "training; keep it false unless you trust its author", pretrained)  # fmt: skip
     try:
-        return AutoConfig.from_pretrained(resolve_pretrained(pretrained), trust_remote_code=trust_remote_code)
+        source = resolve_pretrained(pretrained)
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **(overrides or {}))
     except (OSError, ValueError) as error:
         raise UserError(
             f"could not read the config of '{pretrained}' ({str(error).splitlines()[0]}); point "
@@ -113,12 +122,16 @@ def _check_positions(max_length: int, config: PretrainedConfig) -> int | None:
     return limit
 
 
-def check_checkpoint(path: str | None, pretrained: str, model_type: str, names: list[str]) -> str:
-    """The checkpoint is readable and holds this kind of model with this many classes (its saved hparams)."""
+def check_checkpoint(
+    path: str | None, pretrained: str, config: PretrainedConfig, names: list[str], auto_class: str | None = None
+) -> str:
+    """The checkpoint is readable and holds this kind of model with this many classes (its saved hparams) and,
+    given the task's Auto class, of this size (every weight's shape)."""
     if not path:
         return "checkpoint: none"
-    from finetune.checkpoints import read_checkpoint
+    from finetune.trainer.checkpoints import read_checkpoint
 
+    model_type = config.model_type
     checkpoint = read_checkpoint(path)
     saved = checkpoint.get("hyper_parameters") or {}
     if saved.get("model_type") != model_type:
@@ -132,8 +145,31 @@ def check_checkpoint(path: str | None, pretrained: str, model_type: str, names: 
             f"checkpoint {path} has a head for {saved.get('num_labels')} classes {saved.get('label_names')}, but "
             f"the data has {len(names)} classes {names}; use the data it was trained on, or set ckpt_path=null"
         )
+    if auto_class:
+        _check_sizes(path, checkpoint["state_dict"], config, auto_class, len(names), pretrained)
     step = checkpoint.get("global_step")
     return f"checkpoint: {path} ({model_type}, {len(names)} classes, epoch {checkpoint.get('epoch')}, step {step})"
+
+
+def _check_sizes(path: str, saved: dict, config: PretrainedConfig, auto_class: str, labels: int, name: str) -> None:
+    """Every weight of the model (built on the meta device: no memory, no download) has its shape in the
+    checkpoint: a checkpoint of another size of the same architecture fails here, not in the middle of loading."""
+    import copy
+
+    import torch
+    import transformers
+
+    sized = copy.deepcopy(config)
+    sized.num_labels = max(labels, 1)
+    with torch.device("meta"):
+        model = getattr(transformers, auto_class).from_config(sized)
+    for key, tensor in model.state_dict().items():
+        held = saved.get(f"net.{key}")
+        if held is not None and tuple(held.shape) != tuple(tensor.shape):
+            raise UserError(
+                f"checkpoint {path} holds another size of this model: net.{key} is {list(held.shape)} there and "
+                f"{list(tensor.shape)} in {name}; resume with the model it was trained with, or set ckpt_path=null"
+            )
 
 
 def _check_other(cfg: DictConfig, datamodule: Any, module_class: type) -> list[str]:
@@ -147,7 +183,7 @@ def _check_other(cfg: DictConfig, datamodule: Any, module_class: type) -> list[s
 
 def check_checkpoint_weights(path: str, net: torch.nn.Module) -> str:
     """Every tensor of ``net`` is in the checkpoint (as ``net.<name>``) with the same shape."""
-    from finetune.checkpoints import read_checkpoint
+    from finetune.trainer.checkpoints import read_checkpoint
 
     checkpoint = read_checkpoint(path)
     state = checkpoint["state_dict"]

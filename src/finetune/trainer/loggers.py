@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import netrc
 import os
 from pathlib import Path
@@ -14,6 +15,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import WandbLogger
+
+log = logging.getLogger(__name__)
 
 
 def wandb_credentials_present() -> bool:
@@ -29,11 +32,30 @@ def wandb_credentials_present() -> bool:
     return base in hosts
 
 
+def wandb_server() -> str:
+    """The wandb server this process would talk to."""
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+
+
+def wandb_server_reachable(timeout: float = 3.0) -> bool:
+    """A TCP connection to the wandb server opens within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(wandb_server())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def job_name_and_group(task_name: str) -> tuple[str, str]:
     """Default run name (the job's overrides) and group (the multirun, or the task for single runs)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from finetune.utils.secrets import redact_text
+    from finetune.run.secrets import redact_text
 
     if not HydraConfig.initialized():
         return task_name, task_name
@@ -75,10 +97,14 @@ def wandb_logger(
     """
     from lightning.pytorch.loggers import WandbLogger
 
-    from finetune.utils.secrets import redacted_argv
+    from finetune.run.secrets import redact_text, redacted_argv
 
     if offline == "auto":
         offline = not wandb_credentials_present()
+    if not offline and not wandb_server_reachable():  # else wandb.init waits minutes for a server it cannot reach
+        log.warning("wandb: cannot reach %s; logging offline (upload later: wandb sync %s/wandb/offline-run-*)",
+                    wandb_server(), save_dir)  # fmt: skip
+        offline = True
     default_name, default_group = job_name_and_group(task_name)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     # One wandb run per run dir: a resumed run (same dir) continues the same wandb run.
@@ -89,7 +115,7 @@ def wandb_logger(
         project=project,
         name=name or default_name,
         group=group or default_group,
-        tags=list(tags or []),
+        tags=[redact_text(str(tag)) for tag in tags or []],  # wandb stores them in its binary run file
         offline=bool(offline),
         log_model=log_model,
         **kwargs,

@@ -8,6 +8,7 @@ Importing this module loads neither torch nor Lightning: Hydra builds ``RunDirCh
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from finetune.errors import UserError
+from finetune.run.values import check_keys, check_ranges
 
 # Every trainer.precision Lightning accepts (finetune.trainer.compat.lightning_precisions, not imported here: this
 # module stays free of Lightning); tests/test_validate.py fails when Lightning's list changes.
@@ -25,6 +27,12 @@ PRECISIONS = (
     "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
     "transformer-engine", "transformer-engine-float16",
 )  # fmt: skip
+# The top-level keys of conf/train.yaml and its groups; any other (``+foo=1``) would be ignored, so it is refused.
+TOP_LEVEL = frozenset({
+    "task_name", "tags", "seed", "train", "validate", "test", "ckpt_path", "resume", "param_groups", "monitor",
+    "monitor_mode", "optimized_metric", "task", "data", "model", "optimizer", "scheduler", "callbacks", "logger",
+    "trainer", "paths",
+})  # fmt: skip
 # Names Lightning itself offers to callbacks' ``monitor`` besides what the module logs.
 LIGHTNING_NAMES = frozenset({"epoch", "step"})
 
@@ -44,11 +52,15 @@ def preflight(cfg: DictConfig) -> tuple[list[str], Any]:
     Raises:
         UserError: at the first problem found.
     """
-    from finetune.distributed import apply_global_batch
-    from finetune.validate_inputs import check_inputs
+    from finetune.run.inputs import check_inputs
+    from finetune.run.objects import check_objects
+    from finetune.trainer.distributed import apply_global_batch
 
     _check_resolves(cfg)
+    check_keys(cfg, TOP_LEVEL)
     lines = _check_settings(cfg)
+    check_ranges(cfg)
+    check_objects(cfg)  # the optimizer, callbacks and trainer build as the run will build them
     if "batch_size" in cfg.data:  # data.global_batch_size sets the per-device batch and the accumulation
         lines.append(apply_global_batch(cfg))  # before the data module is built with its batch size
     check_writable(Path(cfg.paths.output_dir), "the run's files", "paths.log_dir")
@@ -94,7 +106,7 @@ def _check_settings(cfg: DictConfig) -> list[str]:
         choices = ["auto", *PRECISIONS]
         raise UserError(f"trainer.precision={precision} is not a Lightning precision; use one of {choices}")
     lr = optimizer.get("lr")
-    if "lr" in optimizer and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+    if "lr" in optimizer and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf):
         raise UserError(f"optimizer.lr must be a positive number (e.g. optimizer.lr=5e-5), got {lr!r}")
     if cfg.get("seed") is not None:
         _integer("seed", cfg.seed, minimum=0)
@@ -145,19 +157,62 @@ def check_writable(path: Path, what: str, key: str) -> None:
 
 
 class RunDirCheck(Callback):
-    """Refuse an unwritable run or sweep dir in one line, before Hydra fails creating it with a traceback."""
+    """Before Hydra writes anything: a plain ``task_name``, a run or sweep dir that can be written and holds no
+    earlier run this command would overwrite, and a sweeper storage URL that opens. Each mistake is one line and
+    exit status 2 (Hydra would print an exception from here as a traceback)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.run.dir)
+        from finetune.run.resume import refuse_existing_run
+
+        self._refuse(lambda: check_task_name(config.get("task_name")))
+        self._refuse(lambda: check_creatable(config.hydra.run.dir))
+        # Before Hydra saves its config files into the dir: an earlier run there stays as it was.
+        self._refuse(lambda: refuse_existing_run(config, Path(str(config.hydra.run.dir))))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.sweep.dir)
+        self._refuse(lambda: check_task_name(config.get("task_name")))
+        self._refuse(lambda: check_creatable(config.hydra.sweep.dir))
+        self._refuse(lambda: check_storage(config.hydra.sweeper.get("storage")))
 
     @staticmethod
-    def _check(folder: str) -> None:
-        reason = unwritable_reason(Path(str(folder)))
-        if reason:
-            # Hydra prints any exception from here as a traceback; exit the way run_task does for a UserError.
-            message = f"cannot create the run dir {folder}: {reason}; set paths.log_dir to a folder you can write"
-            print(f"error: {message}", file=sys.stderr)
-            raise SystemExit(2)
+    def _refuse(check: Any) -> None:
+        try:
+            check()
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+def check_creatable(folder: Any) -> None:
+    """The run (or sweep) dir can be made."""
+    reason = unwritable_reason(Path(str(folder)))
+    if reason:
+        raise UserError(f"cannot create the run dir {folder}: {reason}; set paths.log_dir to a folder you can write")
+
+
+def check_task_name(name: Any) -> None:
+    """``task_name`` names one folder under ``paths.log_dir``: no path separators, not empty, not ``..``."""
+    text = str(name or "")
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        suggestion = text.strip("/\\").replace("/", "_").replace("\\", "_") or "train"
+        raise UserError(f"task_name={text!r} must be a plain folder name (no / or \\), e.g. task_name={suggestion}")
+
+
+def check_storage(storage: Any) -> None:
+    """An Optuna storage URL parses, and a SQLite file's folder exists and can be written."""
+    if storage is None or not isinstance(storage, str):
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(storage)
+    except ArgumentError:
+        raise UserError(
+            f"hydra.sweeper.storage={storage} is not a database URL; use e.g. sqlite:///outputs/optuna.db"
+        ) from None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        folder = Path(url.database).absolute().parent
+        if not folder.is_dir():
+            raise UserError(f"hydra.sweeper.storage={storage}: the folder {folder} does not exist; create it first")
+        check_writable(folder, "the Optuna study", "hydra.sweeper.storage")

@@ -19,6 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from finetune import atomic
+
 log = logging.getLogger(__name__)
 
 MASK = "***"
@@ -81,6 +83,28 @@ def redact_text(text: str, env_values: list[str] | None = None) -> str:
     return _OVERRIDE.sub(lambda m: f"{m[1]}={MASK}" if is_secret_key(m[1]) and m[2] else m[0], text)
 
 
+def redact_argv_secrets(text: str) -> str:
+    """``redact_text``, and the values of this command's secret overrides wherever they appear in ``text``."""
+    values = [m[2].strip("'\"") for arg in sys.argv[1:] for m in _OVERRIDE.finditer(arg) if is_secret_key(m[1])]
+    for value in sorted((v for v in values if len(v) >= 4), key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return redact_text(text)
+
+
+class RedactingStream:
+    """A text stream that masks this command's secrets (``redact_argv_secrets``) in everything written to it."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(redact_argv_secrets(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding ... of the real stream
+        return getattr(self.stream, name)
+
+
 @contextmanager
 def redacted_argv() -> Iterator[None]:
     """``sys.argv`` with secret overrides masked, for code that records it (wandb's run metadata).
@@ -130,9 +154,7 @@ def redact_yaml_file(path: Path) -> bool:
     redacted = _redact(original, secret_env_values())
     if redacted == original:
         return False
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # never a half-written config
-    partial.write_text(OmegaConf.to_yaml(OmegaConf.create(redacted)), encoding="utf-8")
-    os.replace(partial, path)
+    atomic.write_text(path, OmegaConf.to_yaml(OmegaConf.create(redacted)))  # never a half-written config
     return True
 
 

@@ -21,12 +21,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from finetune.checkpoints import read_checkpoint
+from finetune import atomic
 from finetune.errors import UserError
-from finetune.run_lock import RunLock, holder
+from finetune.run.lock import RunLock, holder
+from finetune.run.outcome import IDENTITY_FILE, INTERRUPTED, holds_run, read_status
+from finetune.trainer.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
-IDENTITY_FILE = "run_identity.json"
 # Keys that change where and how a run reports, not what it trains.
 VOLATILE_KEYS = (
     "paths",
@@ -70,6 +71,7 @@ class ResumePlan:
         step: the checkpoint's global step (CSV rows from it on are logged again).
         identity: this command's run identity.
         status: the continued run's status when the plan was made (None: killed before it wrote one).
+        claimed: ``claim_run`` holds the run dir: from then on a failure is recorded in it.
     """
 
     launch_dir: Path
@@ -78,6 +80,7 @@ class ResumePlan:
     step: int
     identity: str
     status: str | None = None
+    claimed: bool = False
 
     @classmethod
     def fresh(cls, cfg: DictConfig) -> ResumePlan:
@@ -100,7 +103,7 @@ def plan_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True)
     and set ``cfg.ckpt_path`` to it, so the preflight checks the checkpoint the run will load.
 
     ``resume=<run dir>`` continues that run in place, a completed one too (with more epochs, say), once the
-    preflight has passed. A run that a live process trains in is refused (``finetune.run_lock``). DDP's other
+    preflight has passed. A run that a live process trains in is refused (``finetune.run.lock``). DDP's other
     ranks (``rank_zero`` False) resume in place, from the checkpoint rank 0 chose.
 
     Raises:
@@ -122,7 +125,7 @@ def plan_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True)
     if checkpoint is not None:
         with open_dict(cfg):
             cfg.ckpt_path = str(checkpoint)
-    return ResumePlan(launch_dir, run_dir, checkpoint, step, identity, _status(run_dir) if run_dir else None)
+    return ResumePlan(launch_dir, run_dir, checkpoint, step, identity, read_status(run_dir) if run_dir else None)
 
 
 @contextmanager
@@ -135,7 +138,7 @@ def claim_run(cfg: DictConfig, plan: ResumePlan, rank_zero: bool = True) -> Iter
     """
     lock = RunLock(plan.run_dir) if rank_zero else None
     try:
-        if rank_zero and plan.continued is not None and (now := _status(plan.run_dir)) != plan.status:
+        if rank_zero and plan.continued is not None and (now := read_status(plan.run_dir)) != plan.status:
             raise UserError(f"{plan.run_dir} changed while this command was starting (now {now}); run it again")
         if plan.moves:
             if rank_zero:
@@ -147,6 +150,7 @@ def claim_run(cfg: DictConfig, plan: ResumePlan, rank_zero: bool = True) -> Iter
                 trim_csv_logs(plan.run_dir, plan.step)
                 log.info("resuming %s from %s (step %d)", plan.run_dir, plan.checkpoint.name, plan.step)
             _write_identity(plan.run_dir / IDENTITY_FILE, plan.identity, cfg.get("task_name"))
+        plan.claimed = True
         yield
     finally:
         if lock is not None:
@@ -158,6 +162,36 @@ def prepare_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = Tr
     plan = plan_resume(cfg, multirun, rank_zero)
     with claim_run(cfg, plan, rank_zero):
         return plan.checkpoint
+
+
+def refuse_existing_run(cfg: DictConfig, run_dir: Path) -> None:
+    """Before Hydra writes into ``hydra.run.dir``: refuse a dir that holds a run this command would not continue
+    in place (a completed or failed run, another config, ``resume=false``), since a new run would overwrite it.
+
+    Raises:
+        UserError: naming the run, its status, and what to do instead.
+    """
+    if not holds_run(run_dir):
+        return
+    setting = cfg.get("resume", "auto")
+    if _explicit(setting):
+        same = Path(setting).expanduser().resolve() == run_dir.resolve()
+        hint = f"pass resume={setting} alone (this command gets its own dir)" if same else "give a new hydra.run.dir"
+        raise UserError(f"hydra.run.dir={run_dir} already holds a run and resume={setting} names a run: {hint}")
+    status = read_status(run_dir) or "unfinished"
+    if not _disabled(setting) and _unfinished(run_dir, run_identity(cfg)):
+        return  # the same command again: it resumes this run in place
+    why = (
+        "resume=false"
+        if _disabled(setting)
+        else f"it is {status}"
+        if _same_identity(run_dir, run_identity(cfg))
+        else f"it is a {status} run of another config"
+    )
+    raise UserError(
+        f"hydra.run.dir={run_dir} already holds a run ({why}): a new run would overwrite it; give a new "
+        f"hydra.run.dir, or pass resume={run_dir} to train that run further"
+    )
 
 
 def _disabled(setting: Any) -> bool:
@@ -208,20 +242,12 @@ def _same_identity(run_dir: Path, identity: str) -> bool:
         return False
 
 
-def _status(run_dir: Path) -> str | None:
-    """``metrics.json``'s status, or None when the run was killed before writing it."""
-    try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _unfinished(run_dir: Path, identity: str) -> bool:
     """Same identity, interrupted or killed (not completed, not failed: a failure would repeat), and at least one
     checkpoint. ``resume=<run dir>`` continues a failed run."""
     if not _same_identity(run_dir, identity) or not any((run_dir / "checkpoints").glob("*.ckpt")):
         return False
-    return _status(run_dir) in ("interrupted", None)
+    return read_status(run_dir) in (INTERRUPTED, None)
 
 
 def newest_good_checkpoint(folder: Path) -> Path | None:
@@ -256,12 +282,10 @@ def trim_csv_logs(run_dir: Path, step: int) -> None:
         kept = [row for row in rows if not row.get("step") or float(row["step"]) < step]
         if len(kept) == len(rows):
             continue
-        partial = metrics_file.with_name(f".{metrics_file.name}.tmp")
-        with partial.open("w", newline="") as handle:
+        with atomic.atomic_open(metrics_file, "w") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(kept)
-        partial.replace(metrics_file)
 
 
 def continue_in(run_dir: Path, fresh_dir: Path) -> None:
@@ -281,6 +305,4 @@ def continue_in(run_dir: Path, fresh_dir: Path) -> None:
 
 
 def _write_identity(path: Path, identity: str, task_name: str | None) -> None:
-    partial = path.with_name(f".{path.name}.tmp")
-    partial.write_text(json.dumps({"identity": identity, "task_name": task_name}, indent=2) + "\n")
-    partial.replace(path)
+    atomic.write_json(path, {"identity": identity, "task_name": task_name})

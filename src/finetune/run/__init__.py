@@ -1,0 +1,1 @@
+"""What happens around a run, torch-free: preflight, resume, the run lock, sweeps, metrics.json, secrets."""

@@ -1,1 +1,0 @@
-"""Helpers for train(): instantiating bags of callbacks and loggers, run bookkeeping, trackers."""
