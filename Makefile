@@ -24,11 +24,15 @@ install: $(STAMP)  ## create .venv and install the project with its dev tools
 train: $(STAMP)  ## fine-tune the default model on the demo data (pass ARGS="optimizer=adam ...")
 	$(PY) train.py $(ARGS)
 
+# Two workers (one thread each on a 2-core machine); DDP tests share one worker (loadgroup). TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(STAMP)  ## the whole test suite, slow tests included (what CI runs)
-	$(PY) -m pytest -q $(ARGS)
+	$(PYTEST) --durations=15 $(ARGS)
 
 test-fast: $(STAMP)  ## the suite without the slow tests
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow" $(ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(PY) -m ruff check .

@@ -51,6 +51,10 @@ def test_commands_pointed_at_a_finished_run_leave_it_unchanged(tmp_path: Path) -
         result = run_cli(*command, f"resume={done}", override, log_dir=tmp_path)
         assert message in one_line_error(result)
         assert tree_hash(done) == before, override
+    for extra in ([f"hydra.run.dir={done}"], [f"hydra.run.dir={done}", "resume=false"]):  # a new run there
+        result = run_cli(*command, *extra, log_dir=tmp_path)
+        assert f"hydra.run.dir={done} already holds a run" in one_line_error(result)
+        assert tree_hash(done) == before, extra
     # The same command on purpose, now valid: it continues the run in place from its finished checkpoint.
     # Nothing is left to train, so no validation runs: the run did what it was asked and stays completed (exit
     # 0, not failed), tested again, with the validation metrics of its first leg kept.

@@ -97,7 +97,7 @@ def test_sigterm_checkpoints_marks_interrupted_requeues_and_resumes(tmp_path: Pa
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["status"] == "interrupted" and summary["stop_reason"] == "signal/SIGTERM"
     assert summary["global_step"] == 6  # the batch running when the signal came was finished
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["interrupted.ckpt", "last.ckpt"]  # step 3
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["interrupted.ckpt", "last.ckpt"]  # step 3
     assert not any(name.startswith("test/") for name in summary["metrics"])  # no time spent testing
     assert calls.read_text().split() == ["requeue", "4242"]
 

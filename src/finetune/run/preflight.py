@@ -163,11 +163,14 @@ class RunDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from finetune.run.resume import refuse_existing_run
+        from finetune.trainer.distributed import is_rank_zero
 
         self._refuse(lambda: check_task_name(config.get("task_name")))
         self._refuse(lambda: check_creatable(config.hydra.run.dir))
-        # Before Hydra saves its config files into the dir: an earlier run there stays as it was.
-        self._refuse(lambda: refuse_existing_run(config, Path(str(config.hydra.run.dir))))
+        # Before Hydra saves its config files into the dir: an earlier run there stays as it was. DDP's other
+        # ranks are started in rank 0's run dir on purpose (finetune.trainer.distributed).
+        if is_rank_zero():
+            self._refuse(lambda: refuse_existing_run(config, Path(str(config.hydra.run.dir))))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._refuse(lambda: check_task_name(config.get("task_name")))
