@@ -58,28 +58,11 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
     ``datamodule``: the one the preflight built and checked (None: build it from ``cfg.data``).
     """
     started = time.monotonic()
-    threads = threads_per_job()
-    if threads:  # parallel jobs on one machine share its cores
-        torch.set_num_threads(threads)
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
-    if "batch_size" in cfg.data and datamodule is None:  # else the preflight resolved it, before building data
-        log.info(apply_global_batch(cfg))
-    if HydraConfig.initialized():  # DDP's other ranks: single runs of this job, in this run dir
-        use_job_command_for_ddp_children(cfg.paths.output_dir, cfg.get("ckpt_path"))
-
+    _prepare_process(cfg, resolved_batch=datamodule is not None)
     datamodule = datamodule or instantiate(cfg.data)
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
     module = build_module(cfg, datamodule)
-
-    callbacks = [*instantiate_bag(cfg.get("callbacks")), ExactResume()]  # exact resume whatever the config
-    loggers = instantiate_bag(cfg.get("logger"))
-    precision = resolve_precision(cfg.trainer.get("precision", "32"))  # auto: bf16-mixed where it is fast
-    # Checkpoints written in place with a checksum (DeepSpeed writes its own sharded folders).
-    plugins = [] if "deepspeed" in str(cfg.trainer.get("strategy", "")) else [VerifiedCheckpointIO()]
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False, plugins=plugins or None
-    )
+    trainer = build_trainer(cfg)
     log_hyperparameters(trainer, cfg, module)
 
     preemption = None  # a cluster's signal: checkpoint saved, no test (the node is about to go)
@@ -99,14 +82,54 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
         tested = build_module(cfg, datamodule) if cfg.get("train") and is_fsdp(trainer.strategy) else module
         with ctrl_c_as_keyboard_interrupt(trainer):
             trainer.test(tested, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
-    # A run continued in place keeps the values it logged before, unless this leg logged them anew (fitting
-    # from a finished checkpoint validates nothing: its val/ metrics stay those of the earlier leg).
-    metrics = {**earlier_metrics(Path(cfg.paths.output_dir)), **fit_metrics, **to_floats(trainer.callback_metrics)}
 
     summary = {
         "status": INTERRUPTED if trainer.interrupted or preemption else COMPLETED,
         "stop_reason": why_stopped if cfg.get("train") else "not_trained",
         "run_time_s": round(time.monotonic() - started, 3),
+        **_run_facts(cfg, trainer, datamodule, checkpoint),
+        # A run continued in place keeps the values it logged before, unless this leg logged them anew (fitting
+        # from a finished checkpoint validates nothing: its val/ metrics stay those of the earlier leg).
+        "metrics": {
+            **earlier_metrics(Path(cfg.paths.output_dir)),
+            **fit_metrics,
+            **to_floats(trainer.callback_metrics),
+        },
+    }
+    if trainer.is_global_zero:
+        write_summary(Path(cfg.paths.output_dir), summary)
+    if preemption is not None:
+        raise preemption
+    return summary
+
+
+def _prepare_process(cfg: DictConfig, resolved_batch: bool) -> None:
+    """Threads, seeds, the global batch (unless the preflight resolved it) and how DDP's other ranks start."""
+    threads = threads_per_job()
+    if threads:  # parallel jobs on one machine share its cores
+        torch.set_num_threads(threads)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    if "batch_size" in cfg.data and not resolved_batch:
+        log.info(apply_global_batch(cfg))
+    if HydraConfig.initialized():  # DDP's other ranks: single runs of this job, in this run dir
+        use_job_command_for_ddp_children(cfg.paths.output_dir, cfg.get("ckpt_path"))
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    """The trainer with the config's callbacks and loggers, exact resume always, checkpoints written in place."""
+    callbacks = [*instantiate_bag(cfg.get("callbacks")), ExactResume()]  # exact resume whatever the config
+    loggers = instantiate_bag(cfg.get("logger"))
+    precision = resolve_precision(cfg.trainer.get("precision", "32"))  # auto: bf16-mixed where it is fast
+    # Checkpoints written in place with a checksum (DeepSpeed writes its own sharded folders).
+    plugins = [] if "deepspeed" in str(cfg.trainer.get("strategy", "")) else [VerifiedCheckpointIO()]
+    return instantiate(
+        cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False, plugins=plugins or None
+    )
+
+
+def _run_facts(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, checkpoint: str | None) -> dict[str, Any]:
+    return {
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "threads": torch.get_num_threads(),
@@ -114,13 +137,7 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
         "best_checkpoint": checkpoint,
         "resumed_from": cfg.get("ckpt_path") if cfg.get("train") else None,
         "label_names": getattr(datamodule, "label_names", None),
-        "metrics": metrics,
     }
-    if trainer.is_global_zero:
-        write_summary(Path(cfg.paths.output_dir), summary)
-    if preemption is not None:
-        raise preemption
-    return summary
 
 
 def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:

@@ -29,6 +29,28 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "warmup_stable_decay": ("decay_ratio", "decay_type", "min_lr_ratio", "num_cycles"),
 }
 DECAY_TYPES = ("linear", "cosine", "1-sqrt")
+KNOB_DOCS = """What each argument of ``warmup_schedule`` means.
+
+    optimizer: the optimizer whose learning rates are scheduled.
+    num_training_steps: optimizer steps in the whole run (``trainer.estimated_stepping_batches``).
+    name: constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial, inverse_sqrt or
+        warmup_stable_decay. ``constant`` with a warmup becomes ``constant_with_warmup``.
+    warmup_ratio: share of ``num_training_steps`` spent warming up, in [0, 1) (rounded to whole steps).
+    warmup_steps: the warmup as a number of optimizer steps instead; set at most one of the two to non-zero.
+    num_cycles: cosine: waves of the cosine (0.5, the default, is one half wave down to 0);
+        cosine_with_restarts: number of hard restarts (default 1); warmup_stable_decay: as cosine, for the
+        cosine decay phase.
+    power: polynomial: exponent of the decay (default 1.0: linear down to ``lr_end``).
+    lr_end: polynomial: final learning rate, absolute (default 1e-7). transformers divides it by the
+        optimizer's default lr, so groups with another lr end at their lr times ``lr_end / optimizer lr``.
+    timescale: inverse_sqrt: the lr after warmup is ``sqrt(timescale / (step - warmup + timescale))``;
+        default the warmup steps (or 10000 without warmup).
+    decay_ratio: warmup_stable_decay: share of ``num_training_steps`` spent in the final decay (required);
+        the stable phase at the full lr takes the steps between warmup and decay.
+    decay_type: warmup_stable_decay: shape of the decay, linear, cosine (default) or 1-sqrt.
+    min_lr_ratio: warmup_stable_decay: the floor as a fraction of the lr; warmup starts and decay ends there
+        (default 0).
+"""
 
 
 def warmup_schedule(
@@ -52,25 +74,11 @@ def warmup_schedule(
     schedule does not take is an error rather than silently ignored.
 
     Args:
-        optimizer: the optimizer whose learning rates are scheduled.
-        num_training_steps: optimizer steps in the whole run (``trainer.estimated_stepping_batches``).
-        name: constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial, inverse_sqrt or
-            warmup_stable_decay. ``constant`` with a warmup becomes ``constant_with_warmup``.
-        warmup_ratio: share of ``num_training_steps`` spent warming up, in [0, 1) (rounded to whole steps).
-        warmup_steps: the warmup as a number of optimizer steps instead; set at most one of the two to non-zero.
-        num_cycles: cosine: waves of the cosine (0.5, the default, is one half wave down to 0);
-            cosine_with_restarts: number of hard restarts (default 1); warmup_stable_decay: as cosine, for the
-            cosine decay phase.
-        power: polynomial: exponent of the decay (default 1.0: linear down to ``lr_end``).
-        lr_end: polynomial: final learning rate, absolute (default 1e-7). transformers divides it by the
-            optimizer's default lr, so groups with another lr end at their lr times ``lr_end / optimizer lr``.
-        timescale: inverse_sqrt: the lr after warmup is ``sqrt(timescale / (step - warmup + timescale))``;
-            default the warmup steps (or 10000 without warmup).
-        decay_ratio: warmup_stable_decay: share of ``num_training_steps`` spent in the final decay (required);
-            the stable phase at the full lr takes the steps between warmup and decay.
-        decay_type: warmup_stable_decay: shape of the decay, linear, cosine (default) or 1-sqrt.
-        min_lr_ratio: warmup_stable_decay: the floor as a fraction of the lr; warmup starts and decay ends there
-            (default 0).
+        optimizer, num_training_steps: what the module completes the call with.
+        name: a key of ``KNOBS``; ``constant`` with a warmup becomes ``constant_with_warmup``.
+        warmup_ratio, warmup_steps: the warmup, as a share of the steps or a number of steps (at most one set).
+        num_cycles, power, lr_end, timescale, decay_ratio, decay_type, min_lr_ratio: the knobs of ``KNOBS``,
+            described in ``KNOB_DOCS``.
 
     Raises:
         UserError: an unknown name, a knob the schedule does not take, or an impossible warmup or decay.
@@ -88,20 +96,11 @@ def warmup_schedule(
         "decay_type": decay_type,
         "min_lr_ratio": min_lr_ratio,
     }
-    given = {key: value for key, value in knobs.items() if value is not None}
-    stray = [key for key in given if key not in KNOBS[name]]
-    if stray:
-        takes = ", ".join(KNOBS[name]) or "none"
-        raise UserError(f"scheduler.{stray[0]} does not apply to scheduler.name={name} (its knobs: {takes})")
+    given = _knobs_of(name, knobs)
     warmup = _warmup(num_training_steps, warmup_ratio, warmup_steps)
     if name == "constant" and warmup:
         name = "constant_with_warmup"
-    if name == "warmup_stable_decay":
-        given["num_decay_steps"] = _decay(num_training_steps, warmup, given.pop("decay_ratio", None))
-        if given.get("decay_type", "cosine") not in DECAY_TYPES:
-            raise UserError(f"scheduler.decay_type must be one of {', '.join(DECAY_TYPES)}; got {decay_type!r}")
-    if name == "polynomial" and not given.get("lr_end", 1e-7) < optimizer.defaults["lr"]:
-        raise UserError(f"scheduler.lr_end ({given.get('lr_end', 1e-7)}) must be below the optimizer's lr")
+    _check_specific(name, given, warmup, num_training_steps, optimizer)
     return get_scheduler(
         name,
         optimizer,
@@ -109,6 +108,28 @@ def warmup_schedule(
         num_training_steps=num_training_steps,
         scheduler_specific_kwargs=given or None,
     )
+
+
+def _knobs_of(name: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    """The knobs that were set, each one the schedule ``name`` takes."""
+    given = {key: value for key, value in knobs.items() if value is not None}
+    stray = [key for key in given if key not in KNOBS[name]]
+    if stray:
+        takes = ", ".join(KNOBS[name]) or "none"
+        raise UserError(f"scheduler.{stray[0]} does not apply to scheduler.name={name} (its knobs: {takes})")
+    return given
+
+
+def _check_specific(name: str, given: dict[str, Any], warmup: int, steps: int, optimizer: Any) -> None:
+    """The warmup-stable-decay phases fit the run (``given`` gets their step count); polynomial ends below lr."""
+    if name == "warmup_stable_decay":
+        given["num_decay_steps"] = _decay(steps, warmup, given.pop("decay_ratio", None))
+        if given.get("decay_type", "cosine") not in DECAY_TYPES:
+            raise UserError(
+                f"scheduler.decay_type must be one of {', '.join(DECAY_TYPES)}; got {given['decay_type']!r}"
+            )
+    if name == "polynomial" and not given.get("lr_end", 1e-7) < optimizer.defaults["lr"]:
+        raise UserError(f"scheduler.lr_end ({given.get('lr_end', 1e-7)}) must be below the optimizer's lr")
 
 
 def _warmup(num_training_steps: int, warmup_ratio: float | None, warmup_steps: int | None) -> int:

@@ -91,8 +91,6 @@ def plot_curves(
 
     ``cache`` (job dir → its ``load_curves`` table) lets several plots read each CSV once.
     """
-    from matplotlib.ticker import MaxNLocator
-
     root = Path(df.attrs.get("sweep_dir", "."))
     cache = {} if cache is None else cache
     keys = varying_keys(df) or override_keys(df)
@@ -125,12 +123,7 @@ def plot_curves(
             label=job_label(row, keys),
         )
         drawn, names = drawn + 1, names | {column}
-    axes.set_xlabel("global step")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylabel(" / ".join(sorted(names)) or wanted[0])
-    title_key = f" (color: {key})" if key else ""
-    axes.set_title(f"{title}{title_key}")
-    axes.grid(True, alpha=0.3)
+    _label_curves(axes, f"{title} (color: {key})" if key else title, " / ".join(sorted(names)) or wanted[0])
     if drawn == 0:
         _no_data(
             axes, f"no job logged {' or '.join(wanted)} to csv/metrics.csv\n(logger=csv; fast_dev_run logs nothing)"
@@ -139,6 +132,16 @@ def plot_curves(
         axes.text(0.99, 0.01, f"no curve: job {', '.join(skipped)}", transform=axes.transAxes, ha="right", fontsize=8)
     _legend(axes, drawn)
     return _save(figure, path)
+
+
+def _label_curves(axes: Any, title: str, ylabel: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axes.set_xlabel("global step")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
 
 
 def plot_final_metric(grouped: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path:

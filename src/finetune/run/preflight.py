@@ -162,7 +162,7 @@ class RunDirCheck(Callback):
     exit status 2 (Hydra would print an exception from here as a traceback)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from finetune.run.resume import refuse_existing_run
+        from finetune.run.existing import refuse_existing_run
         from finetune.trainer.distributed import is_rank_zero
 
         self._refuse(lambda: check_task_name(config.get("task_name")))

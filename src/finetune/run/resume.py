@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from finetune import atomic
 from finetune.errors import UserError
 from finetune.run.lock import RunLock, holder
-from finetune.run.outcome import IDENTITY_FILE, INTERRUPTED, holds_run, read_status
+from finetune.run.outcome import IDENTITY_FILE, INTERRUPTED, read_status
 from finetune.trainer.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -112,13 +112,13 @@ def plan_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True)
     setting = cfg.get("resume", "auto")
     launch_dir = Path(cfg.paths.output_dir)
     identity = run_identity(cfg)
-    if not rank_zero and not _disabled(setting):
+    if not rank_zero and not disabled(setting):
         setting = "auto"  # rank 0 already moved into the run to continue: resume in place
     run_dir = _run_to_resume(setting, identity, launch_dir, multirun or not rank_zero, check_lock=rank_zero)
     newest = _newest_readable(run_dir / "checkpoints") if run_dir else None
     checkpoint, step = newest if newest else (None, 0)
     if run_dir is not None and checkpoint is None:
-        if _explicit(setting):
+        if explicit(setting):
             raise UserError(f"resume={setting}: no readable checkpoint in {run_dir / 'checkpoints'}")
         log.warning("unfinished run %s has no readable checkpoint: starting fresh", run_dir)
         run_dir = None
@@ -164,48 +164,18 @@ def prepare_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = Tr
         return plan.checkpoint
 
 
-def refuse_existing_run(cfg: DictConfig, run_dir: Path) -> None:
-    """Before Hydra writes into ``hydra.run.dir``: refuse a dir that holds a run this command would not continue
-    in place (a completed or failed run, another config, ``resume=false``), since a new run would overwrite it.
-
-    Raises:
-        UserError: naming the run, its status, and what to do instead.
-    """
-    if not holds_run(run_dir):
-        return
-    setting = cfg.get("resume", "auto")
-    if _explicit(setting):
-        same = Path(setting).expanduser().resolve() == run_dir.resolve()
-        hint = f"pass resume={setting} alone (this command gets its own dir)" if same else "give a new hydra.run.dir"
-        raise UserError(f"hydra.run.dir={run_dir} already holds a run and resume={setting} names a run: {hint}")
-    status = read_status(run_dir) or "unfinished"
-    if not _disabled(setting) and _unfinished(run_dir, run_identity(cfg)):
-        return  # the same command again: it resumes this run in place
-    why = (
-        "resume=false"
-        if _disabled(setting)
-        else f"it is {status}"
-        if _same_identity(run_dir, run_identity(cfg))
-        else f"it is a {status} run of another config"
-    )
-    raise UserError(
-        f"hydra.run.dir={run_dir} already holds a run ({why}): a new run would overwrite it; give a new "
-        f"hydra.run.dir, or pass resume={run_dir} to train that run further"
-    )
-
-
-def _disabled(setting: Any) -> bool:
+def disabled(setting: Any) -> bool:
     return setting is None or setting is False or str(setting).lower() == "false"
 
 
-def _explicit(setting: Any) -> bool:
+def explicit(setting: Any) -> bool:
     return isinstance(setting, str) and setting.lower() not in ("auto", "false", "true", "")
 
 
 def _run_to_resume(setting: Any, identity: str, output_dir: Path, multirun: bool, check_lock: bool) -> Path | None:
-    if _disabled(setting):
+    if disabled(setting):
         return None
-    if _explicit(setting):
+    if explicit(setting):
         run_dir = Path(setting).expanduser()
         if not (run_dir / "checkpoints").is_dir():
             raise UserError(f"resume={setting}: not a run dir with checkpoints/ (give a dir under outputs/, or false)")
@@ -217,12 +187,12 @@ def _run_to_resume(setting: Any, identity: str, output_dir: Path, multirun: bool
     candidates = [output_dir] if multirun else [output_dir, *_sibling_runs(output_dir)]
     for run_dir in candidates:
         another = run_dir.resolve() != output_dir.resolve()
-        if check_lock and another and _same_identity(run_dir, identity) and (who := holder(run_dir)):
+        if check_lock and another and same_identity(run_dir, identity) and (who := holder(run_dir)):
             raise UserError(
                 f"an identical run is in progress in {run_dir} ({who}): wait for it to finish, "
                 "or pass resume=false to start a separate run"
             )
-        if _unfinished(run_dir, identity):
+        if unfinished(run_dir, identity):
             return run_dir
     return None
 
@@ -235,17 +205,17 @@ def _sibling_runs(output_dir: Path) -> list[Path]:
     return sorted((d for d in parent.iterdir() if d.is_dir() and d != output_dir), reverse=True)
 
 
-def _same_identity(run_dir: Path, identity: str) -> bool:
+def same_identity(run_dir: Path, identity: str) -> bool:
     try:
         return json.loads((run_dir / IDENTITY_FILE).read_text())["identity"] == identity
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
-def _unfinished(run_dir: Path, identity: str) -> bool:
+def unfinished(run_dir: Path, identity: str) -> bool:
     """Same identity, interrupted or killed (not completed, not failed: a failure would repeat), and at least one
     checkpoint. ``resume=<run dir>`` continues a failed run."""
-    if not _same_identity(run_dir, identity) or not any((run_dir / "checkpoints").glob("*.ckpt")):
+    if not same_identity(run_dir, identity) or not any((run_dir / "checkpoints").glob("*.ckpt")):
         return False
     return read_status(run_dir) in (INTERRUPTED, None)
 

@@ -51,6 +51,17 @@ def wandb_server_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+def _offline(offline: bool | str, save_dir: str) -> bool:
+    """``auto``: online only with credentials; and offline, with one warning, when the server cannot be reached
+    (else ``wandb.init`` waits minutes for it)."""
+    chosen = not wandb_credentials_present() if offline == "auto" else bool(offline)
+    if not chosen and not wandb_server_reachable():
+        log.warning("wandb: cannot reach %s; logging offline (upload later: wandb sync %s/wandb/offline-run-*)",
+                    wandb_server(), save_dir)  # fmt: skip
+        return True
+    return chosen
+
+
 def job_name_and_group(task_name: str) -> tuple[str, str]:
     """Default run name (the job's overrides) and group (the multirun, or the task for single runs)."""
     from hydra.core.hydra_config import HydraConfig
@@ -99,12 +110,7 @@ def wandb_logger(
 
     from finetune.run.secrets import redact_text, redacted_argv
 
-    if offline == "auto":
-        offline = not wandb_credentials_present()
-    if not offline and not wandb_server_reachable():  # else wandb.init waits minutes for a server it cannot reach
-        log.warning("wandb: cannot reach %s; logging offline (upload later: wandb sync %s/wandb/offline-run-*)",
-                    wandb_server(), save_dir)  # fmt: skip
-        offline = True
+    offline = _offline(offline, save_dir)
     default_name, default_group = job_name_and_group(task_name)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     # One wandb run per run dir: a resumed run (same dir) continues the same wandb run.
