@@ -129,3 +129,19 @@ def test_what_hydra_rejects_is_one_line_exit_2(case: str, tmp_path: Path) -> Non
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
     assert not any(tmp_path.iterdir())  # refused before Hydra made a dir
+
+
+def test_trust_remote_code_is_warned_about_before_the_preflight_runs_it(make_cfg, caplog) -> None:
+    from finetune.run.preflight import validate_config
+
+    validate_config(make_cfg("model.net.trust_remote_code=true"))
+    assert any("model.net.trust_remote_code=true: code shipped with" in r.getMessage() for r in caplog.records)
+
+
+def test_labels_written_as_whole_floats_are_classes_not_scores(make_cfg, tmp_path: Path) -> None:
+    """1.0/0.0 from a spreadsheet: two classes, not a regression (a fractional score would be one)."""
+    from finetune.run.preflight import validate_config
+
+    overrides = user_csv(train=labelled(["1.0", "0.0"] * 10))(tmp_path)
+    lines = validate_config(make_cfg(*overrides))
+    assert any(line.endswith("classes ['0', '1']") for line in lines), lines

@@ -63,3 +63,27 @@ def test_multirun_jobs_are_grouped_by_their_sweep(no_wandb_credentials, make_cfg
     name, group = job_name_and_group("train")
     assert name == cfg.hydra.job.override_dirname
     assert group == "train/2026-01-01_00-00-00_000001"
+
+
+def test_credentials_without_a_reachable_server_fall_back_to_offline(monkeypatch, tmp_path: Path, caplog) -> None:
+    """A key but no server (a closed port here): offline at once with one warning, not minutes of retries."""
+    import socket
+    import time
+
+    from finetune.trainer.loggers import wandb_logger
+
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    started = time.monotonic()
+    logger = wandb_logger(save_dir=str(tmp_path), project="p", offline="auto")
+    try:
+        assert logger.experiment.settings.mode in ("offline", "dryrun")  # wandb names offline mode dryrun
+        assert time.monotonic() - started < 60
+        warnings = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
+        assert len(warnings) == 1 and f"127.0.0.1:{port}; logging offline" in warnings[0]
+    finally:
+        logger.experiment.finish()

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from finetune import atomic
+
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
@@ -34,7 +36,7 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None, show: bool =
     if show:
         rich.print(tree)
     if save_to is not None:
-        with save_to.open("w") as handle:
+        with atomic.atomic_open(save_to, "w") as handle:
             rich.print(tree, file=handle)
 
 
