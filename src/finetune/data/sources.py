@@ -1,4 +1,6 @@
-"""Load a raw ``DatasetDict`` from the packaged demo, local files, a local GLUE folder, or the Hugging Face Hub.
+"""Where text examples come from: the packaged demo, local files, a GLUE task (local folder or hub), the hub.
+
+Each source is a ``Source`` class that a data option names (``source: finetune.data.sources.LocalFiles``).
 
 Split names follow the hub: ``train``, ``validation``, ``test`` (MNLI: ``validation_matched`` and
 ``validation_mismatched``). The local GLUE reader lives in ``finetune.data.glue_local``. Nothing here tokenizes.
@@ -6,8 +8,10 @@ Split names follow the hub: ``train``, ``validation``, ``test`` (MNLI: ``validat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from finetune.data.glue_local import GLUE_LOCAL_COLUMNS as GLUE_LOCAL_COLUMNS
 from finetune.data.glue_local import glue_files as glue_files
@@ -18,7 +22,6 @@ from finetune.errors import UserError
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-DEMO = "finetune/demo"
 DEMO_DIR = Path(__file__).parent / "demo"
 FILE_FORMATS = {"csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
 GLUE_HUB_NAMES = ("nyu-mll/glue", "glue")
@@ -102,3 +105,96 @@ def load_hub(dataset: str, subset: str | None) -> DatasetDict:
             f"could not load dataset '{dataset}' ({subset}) from the Hugging Face Hub: {str(error).splitlines()[0]}; "
             "offline, use local files instead (e.g. data.data_dir=<GLUE folder> or data=csv data.train_file=...)"
         ) from error
+
+
+class Source:
+    """Where a task's raw examples come from; the data option names the class (``data.source``) and the data
+    module hands it the settings it declares (its dataclass fields), so no data module branches on a name."""
+
+    def files(self) -> dict[str, Path] | None:
+        """The local files by split (they identify the data for the cache), or None for a hub dataset."""
+        return None
+
+    def load(self) -> Any:
+        """The raw splits by name (a ``DatasetDict`` or a dict of ``Dataset``)."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the raw data: the class, its settings, and its files by path, size and mtime."""
+        files = self.files()
+        listed = {"files": file_signature(list(files.values()))} if files else {}
+        return {"source": type(self).__name__, **{k: str(v) for k, v in vars(self).items()}, **listed}
+
+
+def build_source(target: str, settings: Mapping[str, Any]) -> Source:
+    """The ``Source`` class at ``target`` (a dotted path) with the settings it declares taken from ``settings``."""
+    from hydra.utils import get_class
+
+    try:
+        source_class = get_class(target)
+    except Exception:  # Hydra raises ImportError or its own error for a bad path
+        raise UserError(f"data.source={target} is not a class; use one of finetune.data.sources' or "
+                        "finetune.data.conll's Source classes") from None  # fmt: skip
+    names = [field.name for field in fields(source_class)]
+    return source_class(**{name: settings[name] for name in names if name in settings})
+
+
+@dataclass
+class DemoReviews(Source):
+    """The packaged demo reviews (``data=demo``)."""
+
+    def files(self) -> dict[str, Path]:
+        return demo_files()
+
+    def load(self) -> DatasetDict:
+        return load_files(self.files(), "jsonl")
+
+
+@dataclass
+class LocalFiles(Source):
+    """Your csv, json, jsonl or parquet files (``data=csv data.train_file=...``); ``dataset`` is the format."""
+
+    dataset: str
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in FILE_FORMATS:
+            raise UserError(f"data.dataset={self.dataset} is not a file format; use one of {list(FILE_FORMATS)}")
+
+    def files(self) -> dict[str, Path]:
+        return user_files(self.train_file, self.validation_file, self.test_file)
+
+    def load(self) -> DatasetDict:
+        return load_files(self.files(), self.dataset)
+
+
+@dataclass
+class GlueTask(Source):
+    """A GLUE task: from a local GLUE folder (``data.data_dir``) when given, else from the hub."""
+
+    dataset: str
+    subset: str | None = None
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_dir and self.dataset not in GLUE_HUB_NAMES:
+            raise UserError(f"data.data_dir reads local GLUE folders only; data.dataset is '{self.dataset}'")
+
+    def files(self) -> dict[str, Path] | None:
+        return glue_files(self.data_dir) if self.data_dir else None
+
+    def load(self) -> DatasetDict:
+        return load_glue_dir(self.data_dir, self.subset) if self.data_dir else load_hub(self.dataset, self.subset)
+
+
+@dataclass
+class HubDataset(Source):
+    """Any text dataset on the Hugging Face Hub (``data.dataset=<name> data.subset=<config>``)."""
+
+    dataset: str
+    subset: str | None = None
+
+    def load(self) -> DatasetDict:
+        return load_hub(self.dataset, self.subset)

