@@ -129,3 +129,16 @@ def test_console_script_composes_the_same_config() -> None:
     result = subprocess.run([str(script), "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "_target_: finetune.data.TextClassificationDataModule" in result.stdout
+
+
+def test_the_known_top_level_keys_are_those_of_train_yaml() -> None:
+    """``+foo=1`` is refused against TOP_LEVEL: it must list exactly conf/train.yaml's keys and groups."""
+    from omegaconf import OmegaConf
+
+    from finetune.run.preflight import TOP_LEVEL
+    from tests.conftest import CONF_DIR
+
+    primary = OmegaConf.load(CONF_DIR / "train.yaml")
+    groups = {next(iter(d)) for d in primary.defaults if not isinstance(d, str)} - {"hydra"}
+    groups = {g.removeprefix("optional ") for g in groups} - {"experiment", "hparams_search", "local", "debug"}
+    assert ({k for k in primary if k != "defaults"} | groups) == TOP_LEVEL

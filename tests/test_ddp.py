@@ -67,7 +67,7 @@ def test_ddp_matches_one_process_and_tests_like_it(tmp_path: Path) -> None:
     """Global batch 16 as 2 processes × 8 and as 1 process × 16: same loss curve, same weights; testing the DDP
     run's checkpoint on one process gives the DDP run's test metrics."""
     cli(tmp_path, "task_name=one", "data.batch_size=16")
-    cli(tmp_path, "task_name=ddp", "trainer=ddp_cpu", "data.global_batch_size=16", "data.micro_batch_size=8")
+    cli(tmp_path, "task_name=ddp", "trainer=ddp_cpu", "global_batch_size=16", "micro_batch_size=8")
     (one,), (ddp,) = runs(tmp_path, "one"), runs(tmp_path, "ddp")
 
     # One dir for both processes: rank 0's files and the other rank's own log, nothing else.
@@ -120,7 +120,7 @@ def test_fsdp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
         "trainer.devices=2",
         "trainer.precision=32",
     ]
-    fsdp += ["trainer.strategy.cpu=true", "task_name=fsdp", "data.global_batch_size=16", "data.micro_batch_size=8"]
+    fsdp += ["trainer.strategy.cpu=true", "task_name=fsdp", "global_batch_size=16", "micro_batch_size=8"]
     cli(tmp_path, *fsdp, "trainer.max_steps=8")  # stops after the first epoch...
     (run,) = runs(tmp_path, "fsdp")
     cli(tmp_path, *fsdp, f"resume={run}")  # ...and is resumed from its checkpoint for the second
@@ -150,7 +150,7 @@ def test_fsdp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
 def test_ddp_resumes_a_named_run_on_every_rank(tmp_path: Path) -> None:
     """``resume=<run dir>`` of a finished DDP run with more epochs: every rank loads rank 0's checkpoint (a rank
     that decided for itself found no unfinished run, loaded nothing and left the others waiting forever)."""
-    ddp = ["task_name=ddp", "trainer=ddp_cpu", "data.global_batch_size=16", "data.micro_batch_size=8"]
+    ddp = ["task_name=ddp", "trainer=ddp_cpu", "global_batch_size=16", "micro_batch_size=8"]
     cli(tmp_path, *ddp, "trainer.max_steps=8")
     (run,) = runs(tmp_path, "ddp")
     cli(tmp_path, *ddp, f"resume={run}")
@@ -176,15 +176,15 @@ def test_multirun_of_ddp_jobs_runs_them_one_after_the_other(tmp_path: Path) -> N
 
 
 def test_global_batch_sets_micro_batch_and_accumulation(make_cfg) -> None:
-    cfg = make_cfg("trainer=ddp_cpu", "data.global_batch_size=64", "data.micro_batch_size=8")
+    cfg = make_cfg("trainer=ddp_cpu", "global_batch_size=64", "micro_batch_size=8")
     assert apply_global_batch(cfg) == "effective batch 64 = 8 per device × 2 process(es) × 4 steps"
     assert cfg.data.batch_size == 8 and cfg.trainer.accumulate_grad_batches == 4
     cfg = make_cfg("data.batch_size=16", "trainer.accumulate_grad_batches=2")
     assert apply_global_batch(cfg) == "effective batch 32 = 16 per device × 1 process(es) × 2 steps"
-    cfg = make_cfg("trainer=ddp_cpu", "data.global_batch_size=20", "data.micro_batch_size=8")
+    cfg = make_cfg("trainer=ddp_cpu", "global_batch_size=20", "micro_batch_size=8")
     with pytest.raises(UserError, match=r"global_batch_size=20 is not a multiple of .* divisible by 16"):
         apply_global_batch(cfg)
     with open_dict(cfg):
         cfg.trainer.devices = [0, 1, 2]
-        cfg.data.global_batch_size = 48
+        cfg.global_batch_size = 48
     assert apply_global_batch(cfg) == "effective batch 48 = 8 per device × 3 process(es) × 2 steps"

@@ -113,6 +113,7 @@ HYDRA_CASES = {
     "unknown_option": (["optimizer=adamx"], "Could not find 'optimizer/adamx'; Available options in 'optimizer': ada"),
     "unparsable": (["optimizer.lr=[1"], "cannot parse the override 'optimizer.lr=[1'"),
     "append_existing": (["+data.batch_size=3"], "An item is already at 'data.batch_size'"),
+    "moved_setting": (["data.global_batch_size=64"], "; data.global_batch_size is now global_batch_size"),
     "task_name_with_separator": (["task_name=a/b"], "task_name='a/b' must be a plain folder name"),
     "bad_storage_url": (["-m", "hparams_search=optuna", "hydra.sweeper.storage=foo:bar"], "is not a database URL"),
 }

@@ -74,6 +74,10 @@ def run_task(cfg) -> float | None:
         raise
 
 
+# Settings that moved, for the hint in Hydra's "could not override" line.
+MOVED = {"data.global_batch_size": "global_batch_size", "data.micro_batch_size": "micro_batch_size"}
+
+
 @contextmanager
 def errors_in_one_line() -> Iterator[None]:
     """Around ``hydra.main``: a config Hydra cannot compose (an unknown key or option, an override it cannot
@@ -92,6 +96,7 @@ def errors_in_one_line() -> Iterator[None]:
 
         if isinstance(error, (ConfigCompositionException, MissingConfigException, OverrideParseException)):
             line = hydra_one_line(error)
+            line += "".join(f"; {old} is now {new}" for old, new in MOVED.items() if f"'{old}'" in line)
             override = getattr(error, "override", None)
             if isinstance(error, OverrideParseException) and override and override not in line:
                 line = f"cannot parse the override '{override}': {line}"

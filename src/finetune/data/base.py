@@ -39,9 +39,8 @@ class HFDataModule(pl.LightningDataModule):
         max_length: tokens kept per example (longer ones are truncated).
         batch_size: training batch per device; ``eval_batch_size`` for validation and test (no gradients:
             larger fits).
-        global_batch_size: examples per optimizer step over all devices and accumulation; with
-            ``micro_batch_size`` (default ``batch_size``) train() derives the per-device batch and
-            ``trainer.accumulate_grad_batches`` from it (``finetune.trainer.distributed.apply_global_batch``).
+            The top-level ``global_batch_size`` sets ``batch_size`` before this is built
+            (``finetune.trainer.distributed.apply_global_batch``).
         group_by_length: batch training examples of similar length together (shuffled, seeded), which cuts
             padding; see ``finetune.data.sampler``.
         num_workers: loader worker processes.
@@ -58,8 +57,6 @@ class HFDataModule(pl.LightningDataModule):
         max_length: int = 128,
         batch_size: int = 32,
         eval_batch_size: int = 64,
-        global_batch_size: int | None = None,
-        micro_batch_size: int | None = None,
         group_by_length: bool = False,
         num_workers: int = 0,
         pin_memory: bool | None = None,

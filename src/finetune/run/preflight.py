@@ -29,9 +29,9 @@ PRECISIONS = (
 )  # fmt: skip
 # The top-level keys of conf/train.yaml and its groups; any other (``+foo=1``) would be ignored, so it is refused.
 TOP_LEVEL = frozenset({
-    "task_name", "tags", "seed", "train", "validate", "test", "ckpt_path", "resume", "param_groups", "monitor",
-    "monitor_mode", "optimized_metric", "task", "data", "model", "optimizer", "scheduler", "callbacks", "logger",
-    "trainer", "paths",
+    "task_name", "tags", "seed", "global_batch_size", "micro_batch_size", "train", "validate", "test",
+    "ckpt_path", "resume", "param_groups", "monitor", "monitor_mode", "optimized_metric", "task", "data",
+    "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "paths",
 })  # fmt: skip
 # Names Lightning itself offers to callbacks' ``monitor`` besides what the module logs.
 LIGHTNING_NAMES = frozenset({"epoch", "step"})
@@ -61,7 +61,7 @@ def preflight(cfg: DictConfig) -> tuple[list[str], Any]:
     lines = _check_settings(cfg)
     check_ranges(cfg)
     check_objects(cfg)  # the optimizer, callbacks and trainer build as the run will build them
-    if "batch_size" in cfg.data:  # data.global_batch_size sets the per-device batch and the accumulation
+    if "batch_size" in cfg.data:  # global_batch_size sets the per-device batch and the accumulation
         lines.append(apply_global_batch(cfg))  # before the data module is built with its batch size
     check_writable(Path(cfg.paths.output_dir), "the run's files", "paths.log_dir")
     if cfg.paths.get("cache_dir"):
@@ -94,9 +94,12 @@ def _integer(key: str, value: Any, minimum: int) -> int:
 def _check_settings(cfg: DictConfig) -> list[str]:
     """Batch and sequence sizes, accumulation, precision, learning rate, seed and monitor mode."""
     data, trainer, optimizer = cfg.get("data") or {}, cfg.get("trainer") or {}, cfg.get("optimizer") or {}
-    for key in ("batch_size", "eval_batch_size", "max_length", "global_batch_size", "micro_batch_size"):
+    for key in ("batch_size", "eval_batch_size", "max_length"):
         if data.get(key) is not None:
             _integer(f"data.{key}", data[key], minimum=1)
+    for key in ("global_batch_size", "micro_batch_size"):
+        if cfg.get(key) is not None:
+            _integer(key, cfg[key], minimum=1)
     accumulate = _integer("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), minimum=1)
     for key in ("max_epochs", "max_steps"):
         if trainer.get(key) is not None:

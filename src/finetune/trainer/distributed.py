@@ -77,20 +77,20 @@ def device_count(trainer: DictConfig) -> int:
 
 
 def apply_global_batch(cfg: DictConfig) -> str:
-    """Derive the per-device batch and ``accumulate_grad_batches`` from ``data.global_batch_size`` (if set) and
-    return a line describing the effective batch.
+    """Derive ``data.batch_size`` and ``trainer.accumulate_grad_batches`` from ``global_batch_size`` (if set),
+    before anything is built, and return a line describing the effective batch.
 
-    global = micro × devices × nodes × accumulation, with micro = ``data.micro_batch_size`` (default
+    global = micro × devices × nodes × accumulation, with micro = ``micro_batch_size`` (default
     ``data.batch_size``); a global batch that this does not divide is a ``UserError``.
     """
     data, trainer = cfg.data, cfg.trainer
     world = device_count(trainer) * int(trainer.get("num_nodes", 1) or 1)
-    target = data.get("global_batch_size")
+    target = cfg.get("global_batch_size")
     if target:
-        micro = int(data.get("micro_batch_size") or data.batch_size)
+        micro = int(cfg.get("micro_batch_size") or data.batch_size)
         if micro < 1 or int(target) % (micro * world):
             raise UserError(
-                f"data.global_batch_size={target} is not a multiple of data.micro_batch_size ({micro}) × "
+                f"global_batch_size={target} is not a multiple of micro_batch_size ({micro}) × "
                 f"{world} process(es); pick a global batch divisible by {micro * world}, or another micro batch"
             )
         with open_dict(cfg):
