@@ -78,6 +78,11 @@ class LinearRegressionDataModule(pl.LightningDataModule):
         """What the network builder needs from the data: nothing (the line has one input and one output)."""
         return {}
 
+    def preflight(self) -> list[str]:
+        """The preflight's summary line (the points are drawn in ``setup``; nothing here can be wrong)."""
+        hp = self.hparams
+        return [f"data: {type(self).__name__}: {hp.n_train} train, {hp.n_val} validation, {hp.n_test} test points"]
+
     def setup(self, stage: str | None = None) -> None:
         """Draw the train/validation/test points once; later calls return at once."""
         if self.splits is not None:

@@ -24,6 +24,7 @@ from finetune.optim.param_groups import freeze, matrix_names
 from finetune.trainer import compat
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
     from torch.optim import Optimizer
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,14 @@ class FineTuneModule(pl.LightningModule):
     def build_train_metrics(self) -> dict[str, Metric]:
         """Metrics logged per training epoch as ``train/<name>``, fed the training steps' predictions."""
         return {}
+
+    @classmethod
+    def check_inputs(cls, model: DictConfig, datamodule: Any, ckpt_path: str | None) -> list[str]:
+        """The preflight's checks of the network against the data and the checkpoint, as summary lines; here
+        for a Hugging Face network (``finetune.hf.checks``). Loads no weights."""
+        from finetune.hf.checks import check_hf_model
+
+        return check_hf_model(model, datamodule, ckpt_path)
 
     @classmethod
     def loop_names(cls, metric_names: list[str], main_metric: str, test_sets: list[str]) -> set[str]:

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from finetune.errors import UserError
 from finetune.models.base import FineTuneModule, StepOutput
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
     from torch.optim import Optimizer
 
 Batch = dict[str, torch.Tensor]
@@ -65,6 +67,20 @@ class LinearRegression(FineTuneModule):
     def logged_names(cls, test_sets: tuple[str, ...] | list[str] = ("test",)) -> set[str]:
         """What ``monitor`` and ``optimized_metric`` may name."""
         return {"theta/0", "theta/1", *cls.loop_names([], "loss", list(test_sets))}
+
+    @classmethod
+    def check_inputs(cls, model: DictConfig, datamodule: Any, ckpt_path: str | None) -> list[str]:
+        """The line reads numbers, not text; a checkpoint holds this line's two weights."""
+        from hydra.utils import instantiate
+
+        from finetune.trainer.checkpoints import check_checkpoint_weights
+
+        if hasattr(datamodule, "load_tokenizer"):
+            raise UserError(f"the data is text but {cls.__name__} reads no text; pick a text model (model=minilm)")
+        lines = [f"model: {cls.__name__}"]
+        if ckpt_path:
+            lines.append(check_checkpoint_weights(ckpt_path, instantiate(model.net)(**datamodule.model_kwargs)))
+        return lines
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions ŷ of shape (n,) for inputs x of shape (n, 1)."""

@@ -54,3 +54,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"checkpoint {path} is not a Lightning checkpoint (no state_dict inside)")
     return checkpoint
+
+
+def check_checkpoint_weights(path: str, net: Any) -> str:
+    """Every tensor of ``net`` is in the checkpoint (as ``net.<name>``) with the same shape."""
+    checkpoint = read_checkpoint(path)
+    state = checkpoint["state_dict"]
+    saved_type = (checkpoint.get("hyper_parameters") or {}).get("model_type")
+    wrong = [k for k, v in net.state_dict().items() if getattr(state.get(f"net.{k}"), "shape", None) != v.shape]
+    if saved_type or wrong:
+        held = f"a {saved_type} classifier" if saved_type else f"no matching net.{wrong[0]}"
+        raise UserError(
+            f"checkpoint {path} holds {held}, not this {type(net).__name__}; resume from a checkpoint of this "
+            "model, or set ckpt_path=null"
+        )
+    return f"checkpoint: {path} (epoch {checkpoint.get('epoch')}, step {checkpoint.get('global_step')})"

