@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.train import main
+from finetune.cli import run_task
 from finetune.trainer.loggers import wandb_credentials_present, wandb_run_id
 from tests.helpers.wandb_records import logged_history, read_records
 
@@ -31,7 +31,7 @@ def test_offline_run_lands_in_run_dir_with_metrics(no_wandb_credentials, make_cf
     import wandb
 
     cfg = make_cfg("logger=wandb", "debug=limit", "trainer.max_epochs=1", "optimizer=adam")
-    main(cfg)
+    run_task(cfg)  # the task function closes the wandb run, whatever happened
     assert wandb.run is None  # finished after the job
     run_dir = Path(cfg.paths.output_dir)
     files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))

@@ -29,13 +29,15 @@ def run_task(cfg) -> float | None:
     traceback). A multirun job returns NaN instead, so the sweep goes on; ``finetune.run.sweep.SweepReport``
     counts the failures at the end and exits non-zero. A run stopped by a cluster's signal exits with
     128 + the signal's number after requeueing its SLURM job (``finetune.trainer.preemption``). A failure is
-    recorded only in a dir this command made or claimed, never in an earlier run it was pointed at.
+    recorded only in a dir this command made or claimed, never in an earlier run it was pointed at. Whatever
+    happens, this job's wandb run and DDP process group are closed.
     """
     from finetune.run.outcome import FAILED, INTERRUPTED, holds_run, record_outcome
     from finetune.run.resume import plan_resume
     from finetune.run.sweep import FAILED_TRIAL, in_multirun, report_interrupted_sweep
     from finetune.train import main  # imported here so --help and --cfg never load torch
-    from finetune.trainer.distributed import is_rank_zero, rank_tag
+    from finetune.trainer.distributed import is_rank_zero, one_job_of_processes, rank_tag
+    from finetune.trainer.loggers import finish_wandb
     from finetune.trainer.preemption import RunPreempted, requeue_slurm_job
 
     launch_dir = Path(cfg.paths.output_dir)
@@ -50,7 +52,11 @@ def run_task(cfg) -> float | None:
         # Reads only: the run is moved into the run it continues after the preflight passed (a failure before
         # that is recorded in this command's own dir, never in the run it pointed at).
         plan = plan_resume(cfg, multirun=in_multirun(), rank_zero=is_rank_zero())
-        return main(cfg, plan)
+        with one_job_of_processes():  # the next job of a multirun starts its own DDP processes
+            try:
+                return main(cfg, plan)
+            finally:
+                finish_wandb()  # a multirun's next job never logs into this one's wandb run
     except RunPreempted as preemption:  # metrics.json says interrupted; the checkpoint is saved
         if is_rank_zero():
             requeue_slurm_job()

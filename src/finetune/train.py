@@ -31,7 +31,6 @@ from finetune.trainer.distributed import (
     apply_global_batch,
     is_fsdp,
     is_rank_zero,
-    one_job_of_processes,
     use_job_command_for_ddp_children,
 )
 from finetune.trainer.exact_resume import ExactResume
@@ -144,8 +143,8 @@ def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
     """Print the config tree, run the preflight (``validate=true`` stops there), then claim the run dir that
     ``plan`` chose (``finetune.run.resume``: lock, move in), train, and return ``cfg.optimized_metric`` for sweepers.
 
-    Nothing is written into an existing run before the preflight passed. The wandb run is always closed, so
-    the jobs of a multirun never write into each other's runs.
+    Nothing is written into an existing run before the preflight passed. ``finetune.cli.run_task`` owns what
+    surrounds it: exit codes, the failure record, closing wandb and the DDP process group.
     """
     launch_dir = Path(cfg.paths.output_dir)  # this command's own dir: safe to write before the preflight
     launch_dir.mkdir(parents=True, exist_ok=True)
@@ -162,23 +161,9 @@ def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
         output_dir = Path(cfg.paths.output_dir)  # the run's own dir now: the one it continues, if any
         if is_rank_zero() and output_dir != launch_dir:
             print_config_tree(cfg, save_to=output_dir / "config_tree.log", show=False)
-        try:
-            with one_job_of_processes():  # the next job of a multirun starts its own DDP processes
-                summary = train(cfg, datamodule)
-        finally:
-            _finish_wandb()
+        summary = train(cfg, datamodule)
     log.info("test metrics: %s", {k: round(v, 4) for k, v in summary["metrics"].items() if k.startswith("test/")})
     log.info("run dir: %s", output_dir)
     if not cfg.get("train"):  # a test-only run has no validation metrics to return to a sweeper
         return None
     return metric_value(summary["metrics"], cfg.get("optimized_metric"), required=sweeper_needs_metric())
-
-
-def _finish_wandb() -> None:
-    import sys
-
-    if "wandb" in sys.modules:  # only if this job used it: importing wandb costs a second
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()

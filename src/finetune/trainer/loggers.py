@@ -149,3 +149,14 @@ class ResumableCSVLogger(CSVLogger):
             with metrics_file.open(newline="") as handle:
                 writer.metrics_keys = sorted(next(csv.reader(handle), []))  # the header it was written with
         return writer
+
+
+def finish_wandb() -> None:
+    """Close this job's wandb run, so the jobs of a multirun never write into each other's runs."""
+    import sys
+
+    if "wandb" in sys.modules:  # only if this job used it: importing wandb costs a second
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
