@@ -12,8 +12,8 @@ from finetune.models.non_finite import NonFiniteLossError
 from finetune.train import train
 
 
-@pytest.fixture
-def nan_at_third_batch(monkeypatch):
+def nan_losses(monkeypatch, is_nan) -> None:
+    """Training batch number n (from 1) gets a NaN loss when ``is_nan(n)``."""
     real_step = SequenceClassifier.step
     calls = {"train": 0}
 
@@ -21,11 +21,16 @@ def nan_at_third_batch(monkeypatch):
         out = real_step(self, batch)
         if self.training:
             calls["train"] += 1
-            if calls["train"] == 3:
+            if is_nan(calls["train"]):
                 out.loss = out.loss * torch.tensor(float("nan"))
         return out
 
     monkeypatch.setattr(SequenceClassifier, "step", step)
+
+
+@pytest.fixture
+def nan_at_third_batch(monkeypatch):
+    nan_losses(monkeypatch, lambda n: n == 3)
 
 
 def test_non_finite_loss_stops_naming_the_step(make_cfg, nan_at_third_batch) -> None:
@@ -54,18 +59,7 @@ def test_same_seed_same_metrics_on_cpu(make_cfg) -> None:
 @pytest.fixture
 def nan_from_third_batch(monkeypatch):
     """Every training batch from the third on has a NaN loss: a diverged run."""
-    real_step = SequenceClassifier.step
-    calls = {"train": 0}
-
-    def step(self, batch):
-        out = real_step(self, batch)
-        if self.training:
-            calls["train"] += 1
-            if calls["train"] >= 3:
-                out.loss = out.loss * torch.tensor(float("nan"))
-        return out
-
-    monkeypatch.setattr(SequenceClassifier, "step", step)
+    nan_losses(monkeypatch, lambda n: n >= 3)
 
 
 def test_skipping_stops_when_most_recent_batches_were_skipped(make_cfg, nan_from_third_batch) -> None:
