@@ -146,3 +146,23 @@ def test_labels_written_as_whole_floats_are_classes_not_scores(make_cfg, tmp_pat
     overrides = user_csv(train=labelled(["1.0", "0.0"] * 10))(tmp_path)
     lines = validate_config(make_cfg(*overrides))
     assert any(line.endswith("classes ['0', '1']") for line in lines), lines
+
+
+@pytest.mark.parametrize("option", ["csv", "conll"])
+def test_an_unreadable_file_is_one_line(option: str, make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """Permissions cannot stop root (CI), so the refusal the operating system would give is simulated."""
+    from finetune.errors import UserError
+    from finetune.run.preflight import validate_config
+
+    path = csv_file(tmp_path)
+    real_open, real_read = Path.open, Path.read_text
+
+    def refuse(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return (real_read if kwargs.pop("_read", False) else real_open)(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: refuse(self, *a, _read=True, **k))
+    with pytest.raises(UserError, match=r"^data.train_file cannot be read: .*train.csv \(Permission denied\)"):
+        validate_config(make_cfg(f"data={option}", f"data.train_file={path}"))

@@ -52,6 +52,8 @@ def read_conll(path: Path, tag_column: int = -1, key: str = "data.train_file") -
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as error:
         raise UserError(f"{key} is not UTF-8 text: {path} ({error.reason} at byte {error.start})") from None
+    except OSError as error:  # no permission, a broken disk ...
+        raise UserError(f"{key} cannot be read: {path} ({error.strerror or error}); check its permissions") from None
     for number, line in enumerate([*lines, ""], start=1):
         if not line.strip() or line.startswith("-DOCSTART-"):
             if tokens:

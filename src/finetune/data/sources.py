@@ -52,6 +52,11 @@ def user_files(train_file: str | None, validation_file: str | None, test_file: s
             )
         if path.stat().st_size == 0:
             raise UserError(f"data.{split}_file is empty: {path}")
+        try:
+            path.open("rb").close()
+        except OSError as error:  # no permission, a broken disk ...
+            raise UserError(f"data.{split}_file cannot be read: {path} ({error.strerror or error}); check its "
+                            "permissions") from None  # fmt: skip
     return found
 
 
