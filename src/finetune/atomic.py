@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from finetune.errors import UserError
+from finetune.errors import UserError, causes
 
 
 class DiskFull(UserError):
@@ -108,13 +108,7 @@ def fsync_folder(folder: Path) -> None:
 
 def is_disk_full(error: BaseException) -> bool:
     """True for "no space left on device" and "disk quota exceeded", also when wrapped in another error."""
-    for _ in range(10):  # bounded: a chain of causes can loop
-        if error is None:
-            return False
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(isinstance(c, OSError) and c.errno in (errno.ENOSPC, errno.EDQUOT) for c in causes(error))
 
 
 def disk_full(path: Path, needed: int | None) -> DiskFull:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from finetune.errors import UserError
+from finetune.errors import UserError, causes
 
 
 def config_dir() -> str:
@@ -114,15 +114,17 @@ def errors_in_one_line() -> Iterator[None]:
         sys.stderr = stderr
 
 
+# Lines of Hydra's messages that say nothing about the mistake.
+HYDRA_NOISE = ("See https://hydra.cc", "Set the environment", "provider=", "full_key:", "object_type=", "Config search")
+
+
 def hydra_one_line(error: BaseException) -> str:
     """Hydra's multi-line message (and its OmegaConf cause) as one line; option lists joined by commas."""
     parts = [str(error)] + ([str(error.__cause__)] if error.__cause__ is not None else [])
     lines = [line.strip() for part in parts for line in part.splitlines()]
     kept: list[str] = []
     for line in lines:
-        if not line or line.startswith(("See https://hydra.cc", "Set the environment", "provider=", "full_key:")):
-            continue
-        if line.startswith(("object_type=", "Config search path")):
+        if not line or line.startswith(HYDRA_NOISE):
             continue
         if kept and kept[-1].endswith(":") and not line.endswith(":"):
             kept[-1] += f" {line}"  # the first item of a list
@@ -135,12 +137,7 @@ def hydra_one_line(error: BaseException) -> str:
 
 def user_error_inside(error: BaseException) -> BaseException:
     """The ``UserError`` in ``error``'s chain of causes (Hydra wraps a constructor's), else ``error`` itself."""
-    cause: BaseException | None = error
-    for _ in range(10):  # bounded: a chain of causes can loop
-        if cause is None or isinstance(cause, UserError):
-            break
-        cause = cause.__cause__ or cause.__context__
-    return cause if isinstance(cause, UserError) else error
+    return next((cause for cause in causes(error) if isinstance(cause, UserError)), error)
 
 
 def train_cli() -> None:

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """A mistake in the user's input: the message says what is wrong and what would be right.
 
     The CLI prints it as one line and exits with status 2 instead of showing a traceback.
     """
+
+
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """``error`` and the errors it was raised from or during, innermost last (bounded: a chain can loop)."""
+    for _ in range(10):
+        if error is None:
+            return
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def caused_by(error: BaseException | None, kind: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
+    """True when ``error`` or one of its causes is a ``kind``."""
+    return any(isinstance(cause, kind) for cause in causes(error))

@@ -10,7 +10,7 @@ import csv
 import json
 from pathlib import Path
 
-from finetune.errors import UserError
+from finetune.errors import UserError, causes
 
 
 def unreadable(files: dict[str, Path], file_format: str, error: BaseException) -> UserError:
@@ -21,7 +21,7 @@ def unreadable(files: dict[str, Path], file_format: str, error: BaseException) -
         where = _first_bad_line(path, file_format)
         if where:
             return UserError(f"data.{split}_file {path}:{where}")
-    cause = _innermost(error)
+    *_, cause = causes(error)  # the parser's own error, under the wrappers of datasets
     first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     names = ", ".join(f"{p}" for p in files.values())
     return UserError(f"could not read {names} as {file_format} ({first}); check that data={file_format} fits the file")
@@ -86,12 +86,3 @@ def _bad_json_line(text: str) -> str | None:
 def _is_json_lines(text: str) -> bool:
     lines = [line for line in text.splitlines() if line.strip()]
     return len(lines) > 1 and all(line.lstrip().startswith("{") for line in lines)
-
-
-def _innermost(error: BaseException) -> BaseException:
-    for _ in range(10):
-        nxt = error.__cause__ or error.__context__
-        if nxt is None:
-            break
-        error = nxt
-    return error

@@ -17,7 +17,7 @@ from finetune.data.glue_local import GLUE_LOCAL_COLUMNS as GLUE_LOCAL_COLUMNS
 from finetune.data.glue_local import glue_files as glue_files
 from finetune.data.glue_local import load_glue_dir as load_glue_dir
 from finetune.data.glue_local import read_glue_tsv as read_glue_tsv
-from finetune.errors import UserError
+from finetune.errors import UserError, caused_by
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -69,21 +69,13 @@ def load_files(files: dict[str, Path], file_format: str) -> DatasetDict:
     try:
         loaded = load_dataset(FILE_FORMATS[file_format], data_files={k: str(v) for k, v in files.items()})
     except Exception as error:  # datasets wraps the parser's error in its DatasetGenerationError, or a ValueError
-        if _caused_by(error, UnicodeDecodeError):
+        if caused_by(error, UnicodeDecodeError):
             raise _not_utf8(files) from error
         raise unreadable(files, file_format, error) from None
     for split, data in loaded.items():
         if len(data) == 0:
             raise empty_split(split, files[split])
     return loaded
-
-
-def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:
-    for _ in range(10):  # bounded: a chain of causes can loop
-        if error is None or isinstance(error, kind):
-            return error is not None
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def _not_utf8(files: dict[str, Path]) -> UserError:

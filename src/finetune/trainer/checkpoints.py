@@ -27,7 +27,7 @@ def verify_checksum(path: str | Path) -> None:
     record = checksum_path(path)
     if not record.is_file():
         return
-    expected = record.read_text().split()[0] if record.read_text().strip() else ""
+    expected = (record.read_text().split() or [""])[0]
     if file_digest(path) != expected:
         raise UserError(
             f"checkpoint {path} is corrupt: its SHA-256 differs from {record.name} (the file changed after it "
