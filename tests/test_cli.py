@@ -39,8 +39,10 @@ def test_run_dir_contract(tmp_path: Path) -> None:
     runs = list((tmp_path / "contract" / "runs").iterdir())
     assert len(runs) == 1
     run = runs[0]
-    assert {p.name for p in run.iterdir()} == {
+    assert {p.name for p in run.iterdir()} - {"git.diff"} == {  # git.diff: a checkout with uncommitted changes
         ".hydra",
+        "provenance.json",
+        "rerun.sh",
         "checkpoints",
         "csv",
         "wandb",

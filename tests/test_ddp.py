@@ -188,3 +188,25 @@ def test_global_batch_sets_micro_batch_and_accumulation(make_cfg) -> None:
         cfg.trainer.devices = [0, 1, 2]
         cfg.global_batch_size = 48
     assert apply_global_batch(cfg) == "effective batch 48 = 8 per device × 3 process(es) × 2 steps"
+
+
+@pytest.mark.slow
+def test_predict_on_two_processes_predicts_every_row_once(tmp_path: Path) -> None:
+    """predict.py under DDP: each process predicts its batches, rank 0 merges them in input order; the same
+    predictions as one process (fp32), no row twice, none lost (an odd count leaves one process a short share)."""
+    from tests.helpers.commands import run_script, succeeded
+
+    cli(tmp_path, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
+    texts = [json.loads(line)["text"] for line in (ROOT / "src/finetune/data/demo/test.jsonl").read_text().splitlines()]
+    rows = tmp_path / "rows.txt"
+    rows.write_text("\n".join(texts[:37]) + "\n")
+    outputs = {}
+    for name, trainer in (("one", ["trainer.precision=32"]), ("two", ["trainer=ddp_cpu", "trainer.precision=32"])):
+        outputs[name] = tmp_path / f"{name}.jsonl"
+        succeeded(run_script("predict.py", f"run={tmp_path / 'run'}", f"input={rows}", f"output={outputs[name]}",
+                             "batch_size=4", *trainer, f"hydra.run.dir={tmp_path / name}"))  # fmt: skip
+    one, two = ([json.loads(line) for line in outputs[n].read_text().splitlines()] for n in ("one", "two"))
+    assert json.loads((tmp_path / "two" / "predict.json").read_text())["devices"] == 2
+    assert [row["id"] for row in two] == list(range(37)) and [row["text"] for row in two] == texts[:37]
+    for a, b in zip(one, two, strict=True):
+        assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,8 +22,12 @@ def config_dir() -> str:
     raise SystemExit("error: no conf/train.yaml found; run from the project folder or set FINETUNE_CONF")
 
 
-def run_task(cfg) -> float | None:
+def run_task(cfg, prepare: Callable | None = None, finish: Callable | None = None) -> float | None:
     """The Hydra task: resume or start the run (``finetune.run.resume``), train; on failure record it in the job's dir.
+
+    ``prepare(cfg) -> cfg`` turns the command's config into the one to run (``rerun=<dir>`` by default: that run's
+    saved config; ``eval.py``: a test-only config of a finished run); ``finish(cfg)`` reports after it ran (the
+    rerun's comparison, the eval's table). Both run inside the same error handling.
 
     A single run turns a ``UserError`` into one line on stderr and exit status 2 (other errors keep their
     traceback). A multirun job returns NaN instead, so the sweep goes on; ``finetune.run.sweep.SweepReport``
@@ -35,13 +39,12 @@ def run_task(cfg) -> float | None:
     from finetune.run.outcome import FAILED, INTERRUPTED, holds_run, record_outcome
     from finetune.run.resume import plan_resume
     from finetune.run.sweep import FAILED_TRIAL, in_multirun, report_interrupted_sweep
-    from finetune.train import main  # imported here so --help and --cfg never load torch
-    from finetune.trainer.distributed import is_rank_zero, one_job_of_processes, rank_tag
-    from finetune.trainer.loggers import finish_wandb
+    from finetune.trainer.distributed import is_rank_zero, rank_tag
     from finetune.trainer.preemption import RunPreempted, requeue_slurm_job
 
-    launch_dir = Path(cfg.paths.output_dir)
-    ours = not holds_run(launch_dir)  # False: Hydra's dir is an earlier run (resumed in place once it is claimed)
+    ours = not holds_run(Path(cfg.paths.output_dir))  # False: Hydra's dir is an earlier run (continued once claimed)
+    if prepare is None and cfg.get("rerun"):  # rerun=<dir>: that run's saved config, in this dir
+        prepare, finish = rerun_config_of, report_rerun
     plan = None
 
     def record(status: str, error: BaseException) -> None:
@@ -51,12 +54,12 @@ def run_task(cfg) -> float | None:
     try:
         # Reads only: the run is moved into the run it continues after the preflight passed (a failure before
         # that is recorded in this command's own dir, never in the run it pointed at).
+        cfg = prepare(cfg) if prepare else cfg
         plan = plan_resume(cfg, multirun=in_multirun(), rank_zero=is_rank_zero())
-        with one_job_of_processes():  # the next job of a multirun starts its own DDP processes
-            try:
-                return main(cfg, plan)
-            finally:
-                finish_wandb()  # a multirun's next job never logs into this one's wandb run
+        value = train_job(cfg, plan)
+        if finish is not None and is_rank_zero():
+            finish(cfg)
+        return value
     except RunPreempted as preemption:  # metrics.json says interrupted; the checkpoint is saved
         if is_rank_zero():
             requeue_slurm_job()
@@ -78,6 +81,40 @@ def run_task(cfg) -> float | None:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         raise
+
+
+def train_job(cfg, plan) -> float | None:
+    """``finetune.train.main`` in this job's own DDP process group and wandb run, both closed afterwards (a
+    multirun's next job starts its own)."""
+    from finetune.train import main  # imported here so --help and --cfg never load torch
+    from finetune.trainer.distributed import one_job_of_processes
+    from finetune.trainer.loggers import finish_wandb
+
+    with one_job_of_processes():
+        try:
+            return main(cfg, plan)
+        finally:
+            finish_wandb()
+
+
+def rerun_config_of(cfg):
+    """``rerun=<run dir>``: that run's saved config with this command's ``key=value`` overrides, saved as this
+    run's config (``finetune.run.rerun``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from finetune.run.rerun import rerun_config, save_rerun_config
+
+    hydra = HydraConfig.get()
+    rerun = rerun_config(cfg, list(hydra.overrides.task), dict(hydra.runtime.choices))
+    save_rerun_config(rerun)
+    return rerun
+
+
+def report_rerun(cfg) -> None:
+    """Print the metrics of the rerun and of the run it repeated side by side (``finetune.run.rerun.compare``)."""
+    from finetune.run.rerun import compare
+
+    print("\n".join(compare(Path(str(cfg.rerun)), Path(cfg.paths.output_dir))))
 
 
 # Settings that moved, for the hint in Hydra's "could not override" line.

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from finetune.run import provenance, rerun
 from finetune.run.outcome import COMPLETED, INTERRUPTED, earlier_metrics, write_summary
 from finetune.run.preflight import preflight
 from finetune.run.resume import ResumePlan, claim_run
@@ -62,7 +63,7 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg)
-    log_hyperparameters(trainer, cfg, module)
+    log_hyperparameters(trainer, cfg, module, _record_provenance(cfg, datamodule, trainer.is_global_zero))
 
     preemption = None  # a cluster's signal: checkpoint saved, no test (the node is about to go)
     if cfg.get("train"):
@@ -125,6 +126,17 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     return instantiate(
         cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False, plugins=plugins or None
     )
+
+
+def _record_provenance(cfg: DictConfig, datamodule: Any, rank_zero: bool) -> dict[str, Any]:
+    """Write ``provenance.json`` (code, packages, hardware, data fingerprints) and ``rerun.sh``; return the record
+    for the trackers."""
+    record = provenance.collect(cfg, datamodule)
+    if rank_zero:
+        record = provenance.write(Path(cfg.paths.output_dir), record)
+        if cfg.get("train"):  # a test-only run (eval.py) is repeated by its own command
+            rerun.write_script(Path(cfg.paths.output_dir))
+    return {k: v for k, v in record.items() if k != "diff"}
 
 
 def _run_facts(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, checkpoint: str | None) -> dict[str, Any]:

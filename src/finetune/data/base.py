@@ -107,6 +107,21 @@ class HFDataModule(pl.LightningDataModule):
         """The labels in a few words, for the preflight's summary."""
         raise NotImplementedError
 
+    def prediction_features(self, rows: list[dict[str, Any]], column: str | None = None) -> list[dict[str, Any]]:
+        """``predict.py``: each input row tokenized as the run's data was: ``{"inputs": <tokenizer output>,
+        "extra": <what the module's prediction_record needs>}``, or ``{"error": <why it cannot be predicted>}``.
+
+        Raises:
+            UserError: the rows lack the text column (``column``, else the run's).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not predict (no prediction_features)")
+
+    def predict_collator(self) -> Any:
+        """Pads a list of ``prediction_features(...)["inputs"]`` into a batch."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(self.load_tokenizer())
+
     @property
     def model_kwargs(self) -> dict[str, Any]:
         """What the network builder needs from the data (label names ...)."""

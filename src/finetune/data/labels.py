@@ -87,8 +87,12 @@ def infer_label_space(splits: DatasetDict, column: str, configured: list[str] | 
         check_one_convention(values, column)
     if all(isinstance(v, str) for v in values) or all(_is_int(v) for v in values):
         names = [str(v) for v in sorted(values)]
-        if configured and sorted(map(str, configured)) != sorted(names):
-            raise UserError(f"data.label_names {list(configured)} do not match the training labels {names}")
+        unknown = sorted(set(names) - set(map(str, configured or names)))
+        if unknown:  # a class of data.label_names may be absent (a small set, eval.py on one class)
+            raise UserError(
+                f"label '{unknown[0]}' of the training data is not in data.label_names {list(configured)} (eval.py, "
+                "predict.py: the run's labels); add it there, or fix the rows that carry it"
+            )
         return LabelSpace([str(n) for n in configured] if configured else names, values_are_ids=False)
     example = next(v for v in values if not (isinstance(v, str) or _is_int(v)))
     raise UserError(

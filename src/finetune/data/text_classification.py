@@ -157,6 +157,22 @@ class TextClassificationDataModule(HFDataModule):
             }
         )
 
+    def prediction_features(self, rows: list[dict[str, Any]], column: str | None = None) -> list[dict[str, Any]]:
+        from finetune.data.prediction import check_columns, is_empty, split_encoding
+
+        hp = self.hparams
+        columns = [column or hp.text_column, *([hp.text_pair_column] if hp.text_pair_column else [])]
+        check_columns(rows, columns)
+        empty = {i: c for i, row in enumerate(rows) for c in reversed(columns) if is_empty(row.get(c))}
+        kept = [i for i in range(len(rows)) if i not in empty]
+        texts = [[str(rows[i][c]) for i in kept] for c in columns]
+        encoded = self.load_tokenizer()(*texts, truncation=True, max_length=hp.max_length) if kept else {}
+        encoded_rows = dict(zip(kept, split_encoding(encoded, len(kept)), strict=True))
+        return [
+            {"inputs": encoded_rows[i], "extra": {}} if i in encoded_rows else {"error": f"empty text in '{empty[i]}'"}
+            for i in range(len(rows))
+        ]
+
     def collator(self, pad_to_multiple_of: int | None) -> Any:
         from transformers import DataCollatorWithPadding
 

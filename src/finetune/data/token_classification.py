@@ -87,6 +87,26 @@ class TokenClassificationDataModule(HFDataModule):
         keys += ("val_fraction", "test_fraction", "seed", "max_train_samples", "max_eval_samples")
         return {k: self.hparams[k] for k in keys}
 
+    def prediction_features(self, rows: list[dict[str, Any]], column: str | None = None) -> list[dict[str, Any]]:
+        """Each row's text (split at whitespace) or list of words, tokenized as words like the training data;
+        ``extra`` keeps the word of each token and each word's character span, for the entity offsets."""
+        from finetune.data.prediction import check_columns, is_empty, words_and_spans
+
+        hp = self.hparams
+        column = column or (hp.tokens_column if rows and hp.tokens_column in rows[0] else "text")
+        check_columns(rows, [column])
+        kept = [i for i, row in enumerate(rows) if not is_empty(row.get(column))]
+        words = {i: words_and_spans(rows[i][column]) for i in kept}
+        encoded = self.load_tokenizer()(
+            [words[i][0] for i in kept], is_split_into_words=True, truncation=True, max_length=hp.max_length
+        ) if kept else None  # fmt: skip
+        features: list[dict[str, Any]] = [{"error": f"empty text in '{column}'"} for _ in rows]
+        for position, i in enumerate(kept):
+            inputs = {key: values[position] for key, values in encoded.items()}
+            extra = {"word_ids": encoded.word_ids(position), "spans": words[i][1], "text": words[i][2]}
+            features[i] = {"inputs": inputs, "extra": extra}
+        return features
+
     def collator(self, pad_to_multiple_of: int | None) -> Any:
         from transformers import DataCollatorForTokenClassification
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -55,7 +55,8 @@ class FineTuneModule(pl.LightningModule):
 
     A task implements ``step`` (one batch to a ``StepOutput``), ``build_metrics`` (the metrics for one split,
     keys prefixed) and ``logged_names`` (what it logs, for the preflight's checks of ``monitor``); optionally
-    ``build_train_metrics``.
+    ``build_train_metrics``. For ``predict.py`` and ``export.py`` it sets ``pipeline_task`` and implements
+    ``prediction_outputs`` and ``prediction_record``.
 
     Args:
         net: the network to fine-tune.
@@ -74,6 +75,8 @@ class FineTuneModule(pl.LightningModule):
         layer_decay: each depth below the top learns this factor as fast as the one above (``param_groups``).
         head_lr: the task head's own learning rate.
     """
+
+    pipeline_task: ClassVar[str | None] = None  # the transformers pipeline an export serves (None: no export)
 
     def __init__(
         self,
@@ -132,6 +135,38 @@ class FineTuneModule(pl.LightningModule):
         from finetune.hf.checks import check_hf_model
 
         return check_hf_model(model, datamodule, ckpt_path)
+
+    def prediction_outputs(self, batch: Any) -> list[torch.Tensor]:
+        """``predict.py``: what the model says about each row of a batch (probabilities ...), on the CPU."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict (no prediction_outputs)")
+
+    def prediction_record(self, output: torch.Tensor, extra: dict[str, Any]) -> dict[str, Any]:
+        """``predict.py``: one row's JSON fields from its ``output`` and what its features kept aside (``extra``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict (no prediction_record)")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> tuple[list[int], list[torch.Tensor]]:
+        """The rows of a prediction batch (their input order) and the task's outputs for them."""
+        rows = batch.pop("row").tolist()
+        return rows, self.prediction_outputs(batch)
+
+    def save_pretrained(self, folder: Any) -> None:
+        """``export.py``: the network as a Hugging Face folder (safetensors weights and its config)."""
+        from finetune.errors import UserError
+
+        if self.pipeline_task is None or not hasattr(self.net, "save_pretrained"):
+            raise UserError(f"{type(self).__name__} has no Hugging Face form to export; export takes a run of a "
+                            "Hugging Face task (sequence or token classification)")  # fmt: skip
+        self.net.save_pretrained(folder)
+
+    @classmethod
+    def net_from_config(cls, net: DictConfig, hparams: dict[str, Any]) -> torch.nn.Module:
+        """A saved run's network, to be filled from its checkpoint: built from its config with the labels the
+        checkpoint's hyperparameters name; an HF network from its config alone (no pretrained weights read)."""
+        from hydra.utils import instantiate
+
+        labels = {k: hparams[k] for k in ("label_names", "problem_type") if k in hparams}
+        options = {"random_init": True} if "random_init" in net else {}
+        return instantiate(net, **options)(**labels)
 
     @classmethod
     def loop_names(cls, metric_names: list[str], main_metric: str, test_sets: list[str]) -> set[str]:

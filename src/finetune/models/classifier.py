@@ -64,6 +64,8 @@ class SequenceClassifier(FineTuneModule):
             logger=False,
         )
 
+    pipeline_task = "text-classification"
+
     def build_metrics(self, prefix: str) -> MetricCollection:
         return self.objective.metrics(prefix)
 
@@ -82,6 +84,23 @@ class SequenceClassifier(FineTuneModule):
         labels = batch["labels"]
         loss = self.objective.loss(logits, labels)  # cross-entropy (label smoothing) or MSE, in float32
         return StepOutput(loss, self.objective.predictions(logits), labels, labels.shape[0])
+
+    def prediction_outputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Class probabilities per row (softmax in float32), or the predicted score for regression."""
+        logits = self(batch).float()
+        return list((logits[:, 0] if self.objective.regression else logits.softmax(-1)).cpu())
+
+    def prediction_record(self, output: torch.Tensor, extra: dict[str, Any]) -> dict[str, Any]:
+        """``{"label", "score", "probabilities": {name: p}}``, or ``{"score"}`` for regression."""
+        if self.objective.regression:
+            return {"score": float(output)}
+        names, probabilities = self.hparams.label_names, output.tolist()
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)
+        return {
+            "label": names[best],
+            "score": probabilities[best],
+            "probabilities": dict(zip(names, probabilities, strict=True)),
+        }
 
     @classmethod
     def logged_names(

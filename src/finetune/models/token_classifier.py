@@ -54,6 +54,8 @@ class TokenClassifier(FineTuneModule):
             logger=False,
         )
 
+    pipeline_task = "token-classification"
+
     def build_metrics(self, prefix: str) -> MetricCollection:
         accuracy = MulticlassAccuracy(len(self.tag_names), average="micro", ignore_index=IGNORED)
         return MetricCollection({"token_acc": accuracy, "entity": EntityScores(self.tag_names)}, prefix=prefix)
@@ -68,6 +70,36 @@ class TokenClassifier(FineTuneModule):
             logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORED, label_smoothing=self.label_smoothing
         )
         return StepOutput(loss, logits.argmax(-1), labels, labels.shape[0])
+
+    def prediction_outputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Tag probabilities (tokens, tags) per row, padding dropped (float32 softmax)."""
+        probabilities = self(batch).float().softmax(-1).cpu()
+        kept = batch["attention_mask"].bool().cpu()
+        return [row[mask] for row, mask in zip(probabilities, kept, strict=True)]
+
+    def prediction_record(self, output: torch.Tensor, extra: dict[str, Any]) -> dict[str, Any]:
+        """Each word's tag (its first sub-token's, as in training and scoring) and the entities seqeval reads
+        from them, with character offsets into the text and the mean probability of their words' tags."""
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        first: dict[int, int] = {}
+        for token, word in enumerate(extra["word_ids"]):
+            if word is not None:
+                first.setdefault(word, token)
+        words = max(first) + 1 if first else 0  # a word with no token of its own (rare symbols) stays O
+        tags, scores = ["O"] * words, [0.0] * words
+        for word, token in first.items():
+            value, index = output[token].max(-1)
+            tags[word], scores[word] = self.tag_names[int(index)], float(value)
+        spans, text, entities = extra["spans"], extra["text"], []
+        for kind, start_word, end_word in get_entities(tags):
+            start, end = spans[start_word][0], spans[end_word][1]
+            score = sum(scores[start_word : end_word + 1]) / (end_word - start_word + 1)
+            entities.append({"type": kind, "text": text[start:end], "start": start, "end": end, "score": score})
+        record: dict[str, Any] = {"entities": entities, "tags": tags}
+        if len(tags) < len(spans):  # words past data.max_length tokens: not tagged
+            record["untagged_words"] = len(spans) - len(tags)
+        return record
 
     @classmethod
     def logged_names(

@@ -101,7 +101,7 @@ def apply_global_batch(cfg: DictConfig) -> str:
     return f"effective batch {effective} = {data.batch_size} per device × {world} process(es) × {accumulate} steps"
 
 
-def use_job_command_for_ddp_children(output_dir: str, ckpt_path: str | None = None) -> None:
+def use_job_command_for_ddp_children(output_dir: str, ckpt_path: str | None = None, resumes: bool = True) -> None:
     """Make Lightning's DDP launcher start the other ranks as single runs of this job, in ``output_dir``, from
     rank 0's checkpoint ``ckpt_path`` (what it resumes from, or None).
 
@@ -109,16 +109,19 @@ def use_job_command_for_ddp_children(output_dir: str, ckpt_path: str | None = No
     sweep in each child (lightning-hydra-template #393), and after a resume it points at a dir Hydra made but this
     run left. This job's overrides and its real output dir avoid both. The children get rank 0's checkpoint
     outright (and ``resume=false``): deciding again could differ (a rank that loads nothing hangs the others).
+    ``resumes``: False for a command without a ``resume`` setting (``predict.py``).
     """
     from finetune.trainer.compat import set_ddp_child_command
 
     def child_command(local_rank: int) -> tuple[list[str], str]:
-        return job_command(local_rank, output_dir, ckpt_path)
+        return job_command(local_rank, output_dir, ckpt_path, resumes)
 
     set_ddp_child_command(child_command)
 
 
-def job_command(local_rank: int, output_dir: str, ckpt_path: str | None = None) -> tuple[list[str], str]:
+def job_command(
+    local_rank: int, output_dir: str, ckpt_path: str | None = None, resumes: bool = True
+) -> tuple[list[str], str]:
     """``python train.py <this job's overrides> hydra.run.dir=<output_dir> ...`` and the folder to run it in."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd, to_absolute_path
@@ -133,7 +136,7 @@ def job_command(local_rank: int, output_dir: str, ckpt_path: str | None = None) 
     command = [
         *script,
         *overrides,
-        "resume=false",
+        *(["resume=false"] if resumes else []),
         f'ckpt_path="{ckpt_path}"' if ckpt_path else "ckpt_path=null",
         f'hydra.run.dir="{output_dir}"',
         f"hydra.job.name={hydra_cfg.job.name}_rank{local_rank}",  # its log file: <run dir>/<task>_rank1.log

@@ -1,0 +1,84 @@
+"""The Hydra tasks of ``eval.py``, ``predict.py`` and ``export.py``: one line and exit status 2 for a mistake, 130
+for Ctrl-C, as ``train.py`` does (``finetune.cli``). Torch loads only once a command runs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+
+from finetune.errors import UserError
+
+
+def eval_task(cfg: DictConfig) -> None:
+    """Test a finished run's checkpoint through ``train.py``'s test-only path, then write ``eval.json``."""
+    from finetune.cli import run_task
+    from finetune.use.evaluate import eval_config, write_report
+
+    found: dict[str, Any] = {}
+
+    def prepare(command: DictConfig) -> DictConfig:
+        test, found["run"] = eval_config(command)
+        return test
+
+    run_task(cfg, prepare, lambda test: write_report(test, found["run"]))
+
+
+def predict_task(cfg: DictConfig) -> None:
+    """Predict a file's rows with a finished run's model (``finetune.use.predict``)."""
+    from finetune.use.predict import predict
+
+    run_command(lambda: predict(cfg))
+
+
+def export_task(cfg: DictConfig) -> None:
+    """Export a finished run as a Hugging Face folder (``finetune.use.export``)."""
+    from finetune.use.export import export
+
+    run_command(lambda: export(cfg))
+
+
+def run_command(action: Callable[[], Any]) -> Any:
+    """Run ``action``; a ``UserError`` (also wrapped by Hydra's instantiate) is one line and exit 2."""
+    from finetune.cli import user_error_inside
+    from finetune.trainer.distributed import one_job_of_processes
+
+    try:
+        with one_job_of_processes():  # a DDP predict closes its process group
+            return action()
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); nothing was written to the output", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as raised:
+        error = user_error_inside(raised)
+        if isinstance(error, UserError):
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+
+
+def hydra_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
+    """Run ``task`` as the Hydra app of ``conf/<config_name>.yaml`` (the console scripts' entry)."""
+    import hydra
+
+    from finetune.cli import config_dir, errors_in_one_line
+
+    with errors_in_one_line():
+        hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(task)()
+
+
+def eval_cli() -> None:
+    """Entry point of ``finetune-eval``."""
+    hydra_app("eval", eval_task)
+
+
+def predict_cli() -> None:
+    """Entry point of ``finetune-predict``."""
+    hydra_app("predict", predict_task)
+
+
+def export_cli() -> None:
+    """Entry point of ``finetune-export``."""
+    hydra_app("export", export_task)

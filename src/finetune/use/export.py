@@ -1,0 +1,83 @@
+"""``python export.py run=<run dir> [out=<dir>]``: the run's model as a Hugging Face folder that
+``transformers.pipeline`` loads: safetensors weights, the config with ``id2label``/``label2id``, the tokenizer
+(``model_max_length`` set to the run's ``data.max_length``), a model card, and ``finetune_run.json`` (where it
+came from). Written into a temporary folder beside ``out`` and renamed, so ``out`` is whole or absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from finetune import atomic
+from finetune.errors import UserError
+from finetune.use.finished import instantiate_data, open_run, trained_module
+from finetune.use.model_card import model_card
+
+log = logging.getLogger(__name__)
+
+
+def export(cfg: DictConfig) -> Path:
+    """Export ``cfg.run`` (or the run of ``cfg.ckpt_path``) to ``cfg.out`` (default ``<this dir>/model``)."""
+    from hydra.utils import get_class
+
+    from finetune.run.preflight import unwritable_reason
+
+    finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
+    out = Path(cfg.out).expanduser().resolve() if cfg.get("out") else Path(cfg.paths.output_dir) / "model"
+    module_class = get_class(finished.config.model._target_)
+    if module_class.pipeline_task is None:
+        raise UserError(
+            f"{module_class.__name__} has no Hugging Face form to export; export takes a run of a Hugging Face "
+            "task (sequence or token classification)"
+        )
+    if out.exists():
+        raise UserError(f"out={out} already exists; give a new folder, or delete it first")
+    reason = unwritable_reason(out.parent)
+    if reason:
+        raise UserError(f"out={out} cannot be written ({reason}); give a folder you can write")
+    datamodule = instantiate_data(finished.config)
+    module, _ = trained_module(finished, datamodule)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        write_folder(partial, finished, module, datamodule, str(out))
+        atomic.replace_folder(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    log.info("exported %s (%s) to %s", finished.run_dir, module.pipeline_task, out)
+    return out
+
+
+def write_folder(folder: Path, finished: Any, module: Any, datamodule: Any, final: str) -> None:
+    """Weights, config, tokenizer, card and run record into ``folder``."""
+    folder.mkdir(parents=True)
+    module.save_pretrained(folder)
+    tokenizer = datamodule.load_tokenizer()
+    tokenizer.model_max_length = int(datamodule.hparams.max_length)  # the pipeline truncates as training did
+    tokenizer.save_pretrained(folder)
+    labels = (finished.summary.get("label_names") or None) if module.net.config.problem_type != "regression" else None
+    atomic.write_text(folder / "README.md", model_card(finished, module.pipeline_task, labels, final))
+    for path in folder.iterdir():  # some writers create files readable by their owner only
+        path.chmod(0o644 & ~_umask())
+    atomic.write_json(
+        folder / "finetune_run.json",
+        {
+            "run": str(finished.run_dir),
+            "checkpoint": str(finished.checkpoint),
+            "test_metrics": finished.test_metrics,
+            "pipeline_task": module.pipeline_task,
+        },
+    )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

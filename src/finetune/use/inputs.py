@@ -1,0 +1,121 @@
+"""``predict.py``'s input and output files: csv, jsonl, json, parquet or txt rows in; JSON lines out, in input order.
+
+Torch-free: every mistake in the files is found before a model loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from finetune.errors import UserError
+
+FORMATS = ("csv", "jsonl", "json", "parquet", "txt")
+
+
+def input_format(path: str, given: str | None) -> str:
+    """The format: ``input_format`` when given, else the file's suffix (``-``, stdin: jsonl unless it is text)."""
+    if given:
+        if given not in FORMATS:
+            raise UserError(f"input_format={given} is not one of {list(FORMATS)}")
+        return given
+    if path == "-":
+        return "stdin"
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix == "tsv":
+        return "csv"
+    if suffix not in FORMATS:
+        raise UserError(
+            f"input={path}: cannot tell its format from '.{suffix}'; pass input_format=<{'|'.join(FORMATS)}>"
+        )
+    return suffix
+
+
+def read_rows(path: str, given_format: str | None, text_column: str) -> list[dict[str, Any]]:
+    """The input's rows as dicts, in file order; a txt line (or a stdin line that is not JSON) is
+    ``{text_column: line}``.
+
+    Raises:
+        UserError: the file is missing, empty, or a line or row cannot be read (naming the line).
+    """
+    kind = input_format(path, given_format)
+    if path == "-":
+        text = sys.stdin.read()
+        kind = kind if kind != "stdin" else "jsonl" if text.lstrip().startswith("{") else "txt"
+        source = "stdin"
+    else:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise UserError(f"input={path} does not exist; give a {'/'.join(FORMATS)} file, or - for stdin")
+        if kind == "parquet":
+            return _parquet_rows(file)
+        text, source = _read_text(file), str(file)
+    rows = _parse(text, kind, source, text_column)
+    if not rows:
+        raise UserError(f"input={path} holds no rows")
+    return rows
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"input={file} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+
+
+def _parse(text: str, kind: str, source: str, text_column: str) -> list[dict[str, Any]]:
+    if kind == "txt":
+        return [{text_column: line} for line in text.splitlines() if line.strip()]
+    if kind == "csv":
+        dialect = "excel-tab" if source.endswith(".tsv") else "excel"
+        return [dict(row) for row in csv.DictReader(io.StringIO(text), dialect=dialect)]
+    if kind == "json":
+        try:
+            rows = json.loads(text)
+        except ValueError as error:
+            raise UserError(f"{source}: not valid JSON ({error})") from None
+        rows = rows.get("data", rows) if isinstance(rows, dict) else rows
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise UserError(f"{source}: a .json input must be a list of objects (one per row)")
+        return rows
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            raise UserError(f"{source}:{number}: not a JSON object ({error.args[0][:80]})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{source}:{number}: each line must be a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _parquet_rows(file: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(file).to_pylist()
+    except Exception as error:  # pyarrow's errors share no base class worth naming
+        raise UserError(f"input={file} is not a readable parquet file ({str(error).splitlines()[0][:120]})") from None
+
+
+def check_output(path: Path) -> None:
+    """The output must not exist (a finished prediction is never overwritten) and its folder must be writable."""
+    from finetune.run.preflight import unwritable_reason
+
+    if path.exists():
+        raise UserError(f"output={path} already exists; give a new path, or delete it first")
+    reason = unwritable_reason(path.parent)
+    if reason:
+        raise UserError(f"output={path} cannot be written ({reason}); give a path in a writable folder")
+
+
+def row_id(row: dict[str, Any], number: int, id_column: str) -> Any:
+    """The row's own id (``id_column``), else its number in the input (from 0)."""
+    return row.get(id_column, number)

@@ -1,0 +1,135 @@
+"""The ``README.md`` of an exported model: how to load it, what it was trained from and on, how well it did, and
+what it is not for. Every fact comes from the run's files (config, ``metrics.json``, ``provenance.json``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finetune.hf.packaged import SCHEME
+from finetune.use.finished import FinishedRun
+
+USAGE = {
+    "text-classification": (
+        'pipe = pipeline("text-classification", model="{folder}", top_k=None)\n'
+        'pipe(["{example}"], truncation=True)   # every label with its probability'
+    ),
+    "token-classification": (
+        'pipe = pipeline("token-classification", model="{folder}", aggregation_strategy="first")\n'
+        'pipe("{example}")   # entities with character offsets\n'
+        '# scored as in training: pipe(words, is_split_into_words=True, aggregation_strategy="none"), '
+        "each word's first sub-token"
+    ),
+}
+EXAMPLES = {"text-classification": "The battery lasts all day and the screen is sharp.",
+            "token-classification": "Ada Lovelace visited London with Charles Babbage"}  # fmt: skip
+
+
+def front_matter(task: str, base: dict[str, Any] | None, dataset: str | None) -> dict[str, Any]:
+    """The card's metadata for the Hub: pipeline, library, and the base model when it is a hub name."""
+    meta: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": task, "tags": ["finetune", task]}
+    name = (base or {}).get("name") or ""
+    if name and not name.startswith(SCHEME) and not Path(name).exists() and not (base or {}).get("random_init"):
+        meta["base_model"] = name
+    if dataset and "/" in dataset and not dataset.startswith("finetune/"):
+        meta["datasets"] = [dataset]
+    return meta
+
+
+def model_card(finished: FinishedRun, task: str, labels: list[str] | None, folder: str) -> str:
+    """The card's markdown (YAML front matter first)."""
+    record = _provenance(finished.run_dir)
+    summary, config = finished.summary, finished.config
+    net = (config.get("model") or {}).get("net") or {}
+    data = record.get("data") or {}
+    base = record.get("base_model") or {"name": net.get("pretrained"), "random_init": net.get("random_init", False)}
+    meta = front_matter(task, base, data.get("dataset"))
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", ""]
+    lines += [f"# {task} fine-tuned from `{base.get('name') or 'a network built from a config'}` on "
+              f"`{data.get('dataset') or (config.get('data') or {}).get('dataset')}`", ""]  # fmt: skip
+    lines += ["## How to use", "", "```python", "from transformers import pipeline", ""]
+    lines += [USAGE[task].format(folder=folder, example=EXAMPLES[task]), "```", ""]
+    if labels:
+        lines += ["## Labels", "", ", ".join(f"`{name}`" for name in labels), ""]
+    lines += ["## Results", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {value:.4f} |" for name, value in sorted(finished.test_metrics.items())]
+    lines += ["", f"Data: {_split_text(data)}.", ""]
+    lines += ["## Training", "", *_training_facts(finished, record, base, data, summary, config), ""]
+    lines += ["## Intended use and limits", "", *_limits(task, data, labels, config), ""]
+    return "\n".join(lines)
+
+
+def _training_facts(
+    finished: FinishedRun,
+    record: dict[str, Any],
+    base: dict[str, Any],
+    data: dict[str, Any],
+    summary: dict[str, Any],
+    config: Any,
+) -> list[str]:
+    git = record.get("git") or {}
+    hardware = record.get("hardware") or {}
+    gpus = ", ".join(hardware.get("gpu") or []) or "none"
+    files = data.get("files") or {}
+    file_lines = [
+        f"  - {split}: `{f['path']}` ({f['bytes']} bytes, sha256 `{f['sha256']}`)" for split, f in files.items()
+    ]
+    packages = ", ".join(f"{name} {version}" for name, version in (record.get("packages") or {}).items())
+    return [
+        f"- Base model: `{base.get('name')}`"
+        + (f", weights sha256 `{base['sha256']}`" if base.get("sha256") else "")
+        + (" (random initialisation from its config)" if base.get("random_init") else ""),
+        f"- Data: `{data.get('dataset')}`" + (f" ({data['subset']})" if data.get("subset") else ""),
+        *(file_lines or ["  - from the hub or generated: no local files"]),
+        f"- Command: `{' '.join(record.get('command') or ['?'])}`",
+        f"- Overrides: {', '.join(f'`{o}`' for o in _overrides(finished.run_dir)) or 'none'}",
+        f"- Seeds: {json.dumps(record.get('seeds') or {'seed': config.get('seed')})}",
+        f"- Steps: {summary.get('global_step')} in {summary.get('epochs')} epoch(s), stopped by "
+        f"{summary.get('stop_reason')}; {summary.get('run_time_s')} s; precision {summary.get('precision')}",
+        f"- Hardware: {hardware.get('cpu', '?')} ({hardware.get('cpu_count', '?')} cores); GPUs: {gpus}",
+        f"- Packages: {packages or 'not recorded'}; Python {record.get('python', '?')}",
+        f"- Code: commit `{git.get('commit', 'unknown')}`" + (" with uncommitted changes" if git.get("dirty") else ""),
+        f"- Run: `{finished.run_dir}`, identity `{_identity(finished.run_dir)}`, "
+        f"checkpoint `{finished.checkpoint.name}`",
+    ]
+
+
+def _limits(task: str, data: dict[str, Any], labels: list[str] | None, config: Any) -> list[str]:
+    max_length = (config.get("data") or {}).get("max_length")
+    names = f" one of {len(labels)} labels ({', '.join(labels)})" if labels and task == "text-classification" else ""
+    kind = (
+        "tags words with the entity types above" if task == "token-classification" else f"assigns{names or ' a score'}"
+    )
+    return [
+        f"- It {kind}, for texts like those of `{data.get('dataset')}`; it knows no other labels.",
+        f"- It was trained on {_split_text(data)} only: expect lower quality on other domains, languages and styles.",
+        f"- Text beyond {max_length} tokens is cut off (the tokenizer's `model_max_length` is set to it).",
+        "- The test figures above come from one seeded run on held-out data of the same source; they do not "
+        "measure fairness, robustness or safety.",
+    ]
+
+
+def _split_text(data: dict[str, Any]) -> str:
+    sizes = data.get("split_sizes") or {}
+    return ", ".join(f"{size} {split}" for split, size in sizes.items()) + " examples" if sizes else "unrecorded splits"
+
+
+def _provenance(run_dir: Path) -> dict[str, Any]:
+    from finetune.run.provenance import read
+
+    return read(run_dir)
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(path.read_text()) or []) if path.is_file() else []
+
+
+def _identity(run_dir: Path) -> str:
+    try:
+        return json.loads((run_dir / "run_identity.json").read_text()).get("identity", "?")
+    except (OSError, ValueError):
+        return "?"

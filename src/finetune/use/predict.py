@@ -1,0 +1,186 @@
+"""``python predict.py run=<run dir> input=<file>``: one JSON line per input row, in input order.
+
+The rows are tokenized as the run's data was (the task's ``prediction_features``), batched by length (little
+padding), run through Lightning's predict loop (the precision ``auto`` picks, a progress bar, any strategy), and
+each process writes the rows of its own batches; rank 0 merges them by row number, so under DDP every row is
+predicted once. Rows that cannot be predicted (an empty text) stay in the output with an ``error`` and are
+listed in the log and in ``predict.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig
+
+from finetune import atomic
+from finetune.use.finished import instantiate_data, open_run, trained_module
+from finetune.use.inputs import check_output, read_rows, row_id
+
+log = logging.getLogger(__name__)
+SHARD = "rows.rank{rank}.jsonl"
+
+
+def length_batches(features: list[dict[str, Any]], batch_size: int, rank: int, world: int) -> list[list[int]]:
+    """Positions of the predictable features, longest first, in batches; this process's share of the batches."""
+    order = sorted(range(len(features)), key=lambda i: -len(features[i]["inputs"]["input_ids"]))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return batches[rank::world]
+
+
+class FixedBatches:
+    """A batch sampler over batches decided in advance (Lightning's predict loop wraps it to track indices)."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class RowWriter(Callback):
+    """Writes each predicted batch's rows as JSON lines into this process's shard; rank 0 merges the shards.
+
+    Args:
+        folder: where the shards are written.
+        extras: each predictable row's ``extra`` (what ``prediction_record`` needs), by row number.
+    """
+
+    def __init__(self, folder: Path, extras: dict[int, dict[str, Any]]) -> None:
+        self.folder, self.extras, self.handle = folder, extras, None
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.handle = (self.folder / SHARD.format(rank=trainer.global_rank)).open("w", encoding="utf-8")
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        rows, outputs = outputs
+        for row, output in zip(rows, outputs, strict=True):
+            record = pl_module.prediction_record(output, self.extras[row])
+            self.handle.write(json.dumps({"row": row, **record}) + "\n")
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.handle.close()
+        trainer.strategy.barrier()  # every shard complete before rank 0 reads them
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Predict ``cfg.input`` with the run's model into ``cfg.output`` (default ``<this dir>/predictions.jsonl``);
+    write and return the summary (``predict.json``)."""
+    from finetune.trainer.distributed import use_job_command_for_ddp_children
+
+    started = time.perf_counter()
+    finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
+    here = Path(cfg.paths.output_dir)
+    output = Path(cfg.output).expanduser().resolve() if cfg.get("output") else here / "predictions.jsonl"
+    rank_zero = _is_rank_zero()
+    if rank_zero:
+        check_output(output)
+    datamodule = instantiate_data(finished.config)
+    rows = read_rows(str(cfg.input), cfg.get("input_format"), cfg.get("text_column") or default_column(datamodule))
+    features = datamodule.prediction_features(rows, cfg.get("text_column"))
+    module, _ = trained_module(finished, datamodule)  # every check passed: now the weights
+    predictable = [i for i, feature in enumerate(features) if "inputs" in feature]
+    use_job_command_for_ddp_children(str(here), str(finished.checkpoint), resumes=False)
+    trainer = predict_trainer(cfg, RowWriter(here / "shards", {i: features[i]["extra"] for i in predictable}))
+    loader = prediction_loader(datamodule, features, predictable, int(cfg.batch_size), trainer)
+    with warnings.catch_warnings():  # FixedBatches holds every row: Lightning's drop_last caution does not apply
+        warnings.filterwarnings("ignore", message="You are using a custom batch sampler")
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    if not trainer.is_global_zero:
+        return {}
+    failed = [{"row": i, "error": features[i]["error"]} for i in range(len(rows)) if "error" in features[i]]
+    write_output(output, rows, merged_records(here / "shards"), failed, cfg.get("id_column") or "id")
+    shutil.rmtree(here / "shards", ignore_errors=True)
+    summary = {
+        "run": str(finished.run_dir),
+        "checkpoint": str(finished.checkpoint),
+        "input": str(cfg.input),
+        "output": str(output),
+        "rows": len(rows),
+        "predicted": len(predictable),
+        "failed": failed,
+        "precision": str(trainer.precision),
+        "devices": trainer.world_size,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    atomic.write_json(here / "predict.json", summary)
+    if failed:
+        log.warning("%d row(s) could not be predicted: %s", len(failed), _row_list(failed))
+    log.info("%d rows predicted into %s (%.1f s)", len(predictable), output, summary["seconds"])
+    return summary
+
+
+def default_column(datamodule: Any) -> str:
+    """The column a txt line fills: the run's text column (``text`` for tagging)."""
+    return getattr(datamodule.hparams, "text_column", None) or "text"
+
+
+def predict_trainer(cfg: DictConfig, writer: RowWriter) -> pl.Trainer:
+    """The trainer of ``cfg.trainer`` for predicting: its devices, strategy and precision, no logger or checkpoints."""
+    from hydra.utils import instantiate
+
+    from finetune.trainer.precision import resolve_precision
+
+    precision = resolve_precision(cfg.trainer.get("precision", "32"))
+    return instantiate(cfg.trainer, precision=precision, callbacks=[writer], logger=False, enable_checkpointing=False)
+
+
+def prediction_loader(datamodule: Any, features: list[dict], predictable: list[int], batch_size: int, trainer: Any):
+    """Length-grouped batches of the predictable rows, this process's share, each batch carrying its row numbers."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    pad = datamodule.predict_collator()
+    rows = [{"row": i, "inputs": features[i]["inputs"]} for i in predictable]
+
+    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = dict(pad([item["inputs"] for item in items]))
+        batch["row"] = torch.tensor([item["row"] for item in items])
+        return batch
+
+    batches = length_batches(rows, batch_size, trainer.global_rank, trainer.world_size)
+    return DataLoader(rows, batch_sampler=FixedBatches(batches), collate_fn=collate)
+
+
+def merged_records(folder: Path) -> dict[int, dict[str, Any]]:
+    """Every process's rows by row number (a row predicted twice would keep one copy)."""
+    records = {}
+    for shard in sorted(folder.glob(SHARD.format(rank="*"))):
+        for line in shard.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            records[record.pop("row")] = record
+    return records
+
+
+def write_output(output: Path, rows: list[dict], records: dict[int, dict], failed: list[dict], id_column: str) -> None:
+    """The input rows in order, each with its id, its fields and its prediction (or its error); atomically."""
+    errors = {item["row"]: item["error"] for item in failed}
+    with atomic.atomic_open(output) as handle:
+        for number, row in enumerate(rows):
+            prediction = records.get(number) or {"error": errors.get(number, "not predicted")}
+            fields = {k: v for k, v in row.items() if k != id_column}
+            handle.write(json.dumps({"id": row_id(row, number, id_column), **fields, **prediction}) + "\n")
+
+
+def _row_list(failed: list[dict[str, Any]], shown: int = 20) -> str:
+    numbers = [str(item["row"]) for item in failed]
+    more = f" and {len(numbers) - shown} more" if len(numbers) > shown else ""
+    return "rows " + ", ".join(numbers[:shown]) + more + " (numbered from 0; see predict.json)"
+
+
+def _is_rank_zero() -> bool:
+    from finetune.trainer.distributed import is_rank_zero
+
+    return is_rank_zero()
