@@ -74,6 +74,18 @@ def test_eval_tests_the_run_again_without_touching_it(run: Path, tmp_path: Path)
     assert not (tmp_path / "eval" / "rerun.sh").exists()
 
 
+def test_eval_of_a_named_checkpoint_of_an_unfinished_run(run: Path, tmp_path: Path) -> None:
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run, unfinished)
+    summary = json.loads((unfinished / "metrics.json").read_text())
+    (unfinished / "metrics.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    last = unfinished / "checkpoints" / "last.ckpt"
+    succeeded(run_script("eval.py", f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'eval'}"))
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["checkpoint"] == str(last) and report["run"] == str(unfinished)
+    assert set(report["metrics"]) == {"test/acc", "test/f1", "test/loss"}
+
+
 def test_eval_on_other_data_checks_the_labels(run: Path, tmp_path: Path) -> None:
     other = demo_csv(tmp_path / "other.csv")
     positives = demo_csv(tmp_path / "positive.csv", labels=["positive"])
@@ -140,6 +152,8 @@ def test_predict_files_and_their_mistakes(run: Path, tmp_path: Path) -> None:
     reviews.write_text("review\nnice\n")
     line = error_line(run_script("predict.py", f"run={run}", f"input={reviews}", f"hydra.run.dir={tmp_path / 'p3'}"))
     assert "no column 'text'" in line and "['review']" in line and "text_column=" in line
+    line = error_line(run_script("predict.py", f"run={run}", f"hydra.run.dir={tmp_path / 'p5'}"))
+    assert line == "error: input is not set: give it on the command line (input=...)"
     succeeded(run_script("predict.py", f"run={run}", f"input={reviews}", "text_column=review",
                          f"hydra.run.dir={tmp_path / 'p4'}"))  # fmt: skip
     assert json.loads((tmp_path / "p4" / "predictions.jsonl").read_text())["review"] == "nice"

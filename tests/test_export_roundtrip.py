@@ -15,7 +15,8 @@ import torch
 from tests.conftest import SHARED_DATA
 from tests.helpers.commands import run_script, succeeded
 
-pytestmark = pytest.mark.slow
+# One worker for the whole file: each task's run is trained once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("roundtrip")]
 COMMON = ["trainer.precision=32", "logger=csv", "callbacks.progress_bar.refresh_rate=0"]
 COMMON += ["trainer.enable_model_summary=false"]
 TASKS = {

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from finetune.errors import UserError
 
@@ -48,6 +49,11 @@ def run_command(action: Callable[[], Any]) -> Any:
     try:
         with one_job_of_processes():  # a DDP predict closes its process group
             return action()
+    except MissingMandatoryValue as error:  # input=??? left unset
+        print(
+            f"error: {error.full_key} is not set: give it on the command line ({error.full_key}=...)", file=sys.stderr
+        )
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C); nothing was written to the output", file=sys.stderr)
         raise SystemExit(130) from None
