@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from finetune import atomic
 from finetune.errors import UserError
 from finetune.use.finished import instantiate_data, open_run, trained_module
+from finetune.use.inputs import check_output
 from finetune.use.model_card import model_card
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,6 @@ def export(cfg: DictConfig) -> Path:
     """Export ``cfg.run`` (or the run of ``cfg.ckpt_path``) to ``cfg.out`` (default ``<this dir>/model``)."""
     from hydra.utils import get_class
 
-    from finetune.run.preflight import unwritable_reason
-
     finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
     out = Path(cfg.out).expanduser().resolve() if cfg.get("out") else Path(cfg.paths.output_dir) / "model"
     module_class = get_class(finished.config.model._target_)
@@ -36,11 +35,7 @@ def export(cfg: DictConfig) -> Path:
             f"{module_class.__name__} has no Hugging Face form to export; export takes a run of a Hugging Face "
             "task (sequence or token classification)"
         )
-    if out.exists():
-        raise UserError(f"out={out} already exists; give a new folder, or delete it first")
-    reason = unwritable_reason(out.parent)
-    if reason:
-        raise UserError(f"out={out} cannot be written ({reason}); give a folder you can write")
+    check_output(out, "out")
     datamodule = instantiate_data(finished.config)
     module, _ = trained_module(finished, datamodule)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")

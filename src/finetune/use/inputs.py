@@ -105,15 +105,15 @@ def _parquet_rows(file: Path) -> list[dict[str, Any]]:
         raise UserError(f"input={file} is not a readable parquet file ({str(error).splitlines()[0][:120]})") from None
 
 
-def check_output(path: Path) -> None:
-    """The output must not exist (a finished prediction is never overwritten) and its folder must be writable."""
+def check_output(path: Path, setting: str = "output") -> None:
+    """``path`` must not exist (a finished result is never overwritten) and its folder must be writable."""
     from finetune.run.preflight import unwritable_reason
 
     if path.exists():
-        raise UserError(f"output={path} already exists; give a new path, or delete it first")
+        raise UserError(f"{setting}={path} already exists; give a new path, or delete it first")
     reason = unwritable_reason(path.parent)
     if reason:
-        raise UserError(f"output={path} cannot be written ({reason}); give a path in a writable folder")
+        raise UserError(f"{setting}={path} cannot be written ({reason}); give a path in a writable folder")
 
 
 def row_id(row: dict[str, Any], number: int, id_column: str) -> Any:

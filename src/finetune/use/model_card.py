@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from finetune.hf.packaged import SCHEME
+from finetune.run import provenance
 from finetune.use.finished import FinishedRun
 
 USAGE = {
@@ -41,7 +42,7 @@ def front_matter(task: str, base: dict[str, Any] | None, dataset: str | None) ->
 
 def model_card(finished: FinishedRun, task: str, labels: list[str] | None, folder: str) -> str:
     """The card's markdown (YAML front matter first)."""
-    record = _provenance(finished.run_dir)
+    record = provenance.read(finished.run_dir)
     summary, config = finished.summary, finished.config
     net = (config.get("model") or {}).get("net") or {}
     data = record.get("data") or {}
@@ -115,12 +116,6 @@ def _limits(task: str, data: dict[str, Any], labels: list[str] | None, config: A
 def _split_text(data: dict[str, Any]) -> str:
     sizes = data.get("split_sizes") or {}
     return ", ".join(f"{size} {split}" for split, size in sizes.items()) + " examples" if sizes else "unrecorded splits"
-
-
-def _provenance(run_dir: Path) -> dict[str, Any]:
-    from finetune.run.provenance import read
-
-    return read(run_dir)
 
 
 def _overrides(run_dir: Path) -> list[str]:

@@ -78,14 +78,13 @@ class RowWriter(Callback):
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Predict ``cfg.input`` with the run's model into ``cfg.output`` (default ``<this dir>/predictions.jsonl``);
     write and return the summary (``predict.json``)."""
-    from finetune.trainer.distributed import use_job_command_for_ddp_children
+    from finetune.trainer.distributed import is_rank_zero, use_job_command_for_ddp_children
 
     started = time.perf_counter()
     finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
     here = Path(cfg.paths.output_dir)
     output = Path(cfg.output).expanduser().resolve() if cfg.get("output") else here / "predictions.jsonl"
-    rank_zero = _is_rank_zero()
-    if rank_zero:
+    if is_rank_zero():
         check_output(output)
     datamodule = instantiate_data(finished.config)
     rows = read_rows(str(cfg.input), cfg.get("input_format"), cfg.get("text_column") or default_column(datamodule))
@@ -178,9 +177,3 @@ def _row_list(failed: list[dict[str, Any]], shown: int = 20) -> str:
     numbers = [str(item["row"]) for item in failed]
     more = f" and {len(numbers) - shown} more" if len(numbers) > shown else ""
     return "rows " + ", ".join(numbers[:shown]) + more + " (numbered from 0; see predict.json)"
-
-
-def _is_rank_zero() -> bool:
-    from finetune.trainer.distributed import is_rank_zero
-
-    return is_rank_zero()
