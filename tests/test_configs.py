@@ -18,6 +18,7 @@ GROUPS = [
     "model",
     "optimizer",
     "scheduler",
+    "peft",
     "callbacks",
     "logger",
     "trainer",

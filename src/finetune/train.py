@@ -28,6 +28,7 @@ from finetune.run.summary import (
 from finetune.run.sweep import sweeper_needs_metric, threads_per_job
 from finetune.trainer.checkpoint_io import VerifiedCheckpointIO
 from finetune.trainer.compat import ctrl_c_as_keyboard_interrupt
+from finetune.trainer.costs import RunCosts
 from finetune.trainer.distributed import (
     apply_global_batch,
     is_fsdp,
@@ -118,7 +119,7 @@ def _prepare_process(cfg: DictConfig, resolved_batch: bool) -> None:
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     """The trainer with the config's callbacks and loggers, exact resume always, checkpoints written in place."""
-    callbacks = [*instantiate_bag(cfg.get("callbacks")), ExactResume()]  # exact resume whatever the config
+    callbacks = [*instantiate_bag(cfg.get("callbacks")), ExactResume(), RunCosts()]  # whatever the config
     loggers = instantiate_bag(cfg.get("logger"))
     precision = resolve_precision(cfg.trainer.get("precision", "32"))  # auto: bf16-mixed where it is fast
     # Checkpoints written in place with a checksum (DeepSpeed writes its own sharded folders).
@@ -148,6 +149,7 @@ def _run_facts(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, checkpoint
         "best_checkpoint": checkpoint,
         "resumed_from": cfg.get("ckpt_path") if cfg.get("train") else None,
         "label_names": getattr(datamodule, "label_names", None),
+        "costs": next(c for c in trainer.callbacks if isinstance(c, RunCosts)).facts(checkpoint),
     }
 
 

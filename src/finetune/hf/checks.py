@@ -20,9 +20,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def check_hf_model(model: DictConfig, datamodule: Any, ckpt_path: str | None) -> list[str]:
-    """The model reads the data's tokens: its config loads, ``max_length`` fits its positions, and a checkpoint
-    holds this kind of model with a head for the data's labels."""
+def check_hf_model(
+    model: DictConfig, datamodule: Any, ckpt_path: str | None, peft_task_type: str | None = None
+) -> list[str]:
+    """The model reads the data's tokens: its config loads, ``max_length`` fits its positions, an adapter
+    (``peft=...``) attaches to it, and a checkpoint holds this kind of model (and adapter) with a head for the
+    data's labels."""
     if not hasattr(datamodule, "load_tokenizer"):
         raise UserError(f"{model._target_} reads text but {type(datamodule).__name__} has none; pick text data "
                         "(data=demo) or the model for this data (experiment=linear_regression)")  # fmt: skip
@@ -36,10 +39,14 @@ def check_hf_model(model: DictConfig, datamodule: Any, ckpt_path: str | None) ->
 
     limit = check_max_length(hp.max_length, datamodule.load_tokenizer()) or _check_positions(hp.max_length, config)
     names = list(datamodule.model_kwargs.get("label_names") or [])
-    return [
-        f"model: {pretrained} ({config.model_type}); max_length {hp.max_length} of {limit or 'unlimited'} tokens",
-        check_checkpoint(ckpt_path, str(pretrained), config, names, model.net.get("auto_class")),
-    ]
+    lines = [f"model: {pretrained} ({config.model_type}); max_length {hp.max_length} of {limit or 'unlimited'} tokens"]
+    adapter = None
+    if model.get("peft") is not None:
+        from finetune.adapters.check import check_adapter
+
+        line, adapter = check_adapter(model, config, model.net.auto_class, len(names), peft_task_type)
+        lines.append(line)
+    return [*lines, check_checkpoint(ckpt_path, str(pretrained), config, names, model.net.get("auto_class"), adapter)]
 
 
 def model_config(pretrained: str, trust_remote_code: bool = False, overrides: dict | None = None) -> PretrainedConfig:
@@ -71,16 +78,24 @@ def _check_positions(max_length: int, config: PretrainedConfig) -> int | None:
 
 
 def check_checkpoint(
-    path: str | None, pretrained: str, config: PretrainedConfig, names: list[str], auto_class: str | None = None
+    path: str | None,
+    pretrained: str,
+    config: PretrainedConfig,
+    names: list[str],
+    auto_class: str | None = None,
+    adapter: dict[str, Any] | None = None,
 ) -> str:
-    """The checkpoint is readable and holds this kind of model with this many classes (its saved hparams) and,
-    given the task's Auto class, of this size (every weight's shape)."""
+    """The checkpoint is readable and holds this kind of model with this many classes (its saved hparams), the
+    adapter the config trains (``adapter``: its options; None: a full fine-tune) and, given the task's Auto class,
+    of this size (every weight's shape)."""
     if not path:
         return "checkpoint: none"
+    from finetune.adapters.state import RECORD, check_kind
     from finetune.trainer.checkpoints import read_checkpoint
 
     model_type = config.model_type
     checkpoint = read_checkpoint(path)
+    check_kind(checkpoint.get(RECORD), adapter, path)
     saved = checkpoint.get("hyper_parameters") or {}
     if saved.get("model_type") != model_type:
         held = f"a {saved['model_type']} model" if saved.get("model_type") else "no model_type in its hyper_parameters"

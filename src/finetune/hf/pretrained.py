@@ -81,6 +81,8 @@ def hf_model(
     trust_remote_code: bool = False,
     attn_implementation: str | None = "sdpa",
     gradient_checkpointing: bool = False,
+    quantization: Any = None,
+    init_seed: int | None = None,
 ) -> PreTrainedModel:
     """A Hugging Face model for a task, built by its Auto class (from the task's config): pretrained, or random
     from the same config. The data module supplies ``label_names`` and ``problem_type``.
@@ -98,6 +100,10 @@ def hf_model(
         attn_implementation: ``sdpa`` (PyTorch's fused scaled-dot-product attention), ``eager``, or
             ``flash_attention_2`` (needs the flash-attn package and a GPU); None: transformers' default.
         gradient_checkpointing: trade compute for activation memory (long sequences, big batches on a GPU).
+        quantization: a ``transformers.BitsAndBytesConfig`` (``peft=qlora``): the pretrained weights load in 4 bits;
+            the task head stays in full precision (it is trained).
+        init_seed: the seed of ``random_init``'s weights, so the same config builds the same network again (a
+            LoRA checkpoint holds no frozen weights); None: the global random state.
     """
     from transformers import AutoConfig
 
@@ -110,13 +116,49 @@ def hf_model(
         # Explicit trust_remote_code: transformers' default (None) may prompt on stdin when a repo ships code.
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **fields)
         if random_init:
-            model = auto.from_config(config, attn_implementation=attn_implementation)
+            model = _random_model(auto, config, attn_implementation, init_seed, quantization)
         else:
+            quantized = _quantized(quantization, auto, config)
             model = auto.from_pretrained(
-                source, config=config, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation
+                source,
+                config=config,
+                trust_remote_code=trust_remote_code,
+                attn_implementation=attn_implementation,
+                **quantized,
             )
     except OSError as error:
         raise _hub_hint(pretrained, error) from error
     if gradient_checkpointing:  # recompute activations in backward: less memory, about a third more compute
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def _random_model(auto: Any, config: Any, attn_implementation: str | None, seed: int | None, quantization: Any) -> Any:
+    """Random weights from the config, drawn from their own seeded stream when ``seed`` is set."""
+    import torch
+
+    if quantization is not None:
+        raise UserError("peft=qlora quantizes pretrained weights; model.net.random_init=true has none (use peft=lora)")
+    if seed is None:
+        return auto.from_config(config, attn_implementation=attn_implementation)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return auto.from_config(config, attn_implementation=attn_implementation)
+
+
+def _quantized(quantization: Any, auto: Any, config: Any) -> dict[str, Any]:
+    """``from_pretrained``'s arguments for a quantized base: the head (trained in full) kept out of quantization."""
+    if quantization is None:
+        return {}
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError("peft=qlora needs bitsandbytes (pip install bitsandbytes); or use peft=lora")
+    if not quantization.llm_int8_skip_modules:
+        import torch
+
+        from finetune.adapters.attach import head_modules
+
+        with torch.device("meta"):
+            quantization.llm_int8_skip_modules = head_modules(auto.from_config(config))
+    return {"quantization_config": quantization}

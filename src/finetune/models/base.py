@@ -18,6 +18,9 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection, MinMetric
 
+from finetune.adapters import state as adapter_state
+from finetune.adapters.attach import attach_adapter, is_adapted
+from finetune.adapters.state import base_digest
 from finetune.models.non_finite import NonFiniteGuard
 from finetune.optim.optimizers import build_optimizer
 from finetune.optim.param_groups import freeze, matrix_names
@@ -74,9 +77,12 @@ class FineTuneModule(pl.LightningModule):
         freeze_layers: no gradients for the first N encoder layers.
         layer_decay: each depth below the top learns this factor as fast as the one above (``param_groups``).
         head_lr: the task head's own learning rate.
+        peft: a peft config class with its options (``conf/peft/``): the network trains adapters and its task head
+            only, and checkpoints hold just those (``finetune.adapters``); None: every weight trains.
     """
 
     pipeline_task: ClassVar[str | None] = None  # the transformers pipeline an export serves (None: no export)
+    peft_task_type: ClassVar[str | None] = None  # the task's peft.TaskType name (None: peft's generic PeftModel)
 
     def __init__(
         self,
@@ -94,10 +100,12 @@ class FineTuneModule(pl.LightningModule):
         freeze_layers: int = 0,
         layer_decay: float | None = None,
         head_lr: float | None = None,
+        peft: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
         self.non_finite = NonFiniteGuard(non_finite_loss, non_finite_window, non_finite_max_skipped)
-        self.net = net
+        # peft=none composes to an empty node, not None: only a callable config class attaches adapters
+        self.net = attach_adapter(net, peft, self.peft_task_type) if callable(peft) else net
         freeze(self.net, embeddings=freeze_embeddings, first_layers=freeze_layers)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.group_shaping = {"layer_decay": layer_decay, "head_lr": head_lr}
@@ -134,7 +142,7 @@ class FineTuneModule(pl.LightningModule):
         for a Hugging Face network (``finetune.hf.checks``). Loads no weights."""
         from finetune.hf.checks import check_hf_model
 
-        return check_hf_model(model, datamodule, ckpt_path)
+        return check_hf_model(model, datamodule, ckpt_path, cls.peft_task_type)
 
     def prediction_outputs(self, batch: Any) -> list[torch.Tensor]:
         """``predict.py``: what the model says about each row of a batch (probabilities ...), on the CPU."""
@@ -149,23 +157,26 @@ class FineTuneModule(pl.LightningModule):
         rows = batch.pop("row").tolist()
         return rows, self.prediction_outputs(batch)
 
-    def save_pretrained(self, folder: Any) -> None:
-        """``export.py``: the network as a Hugging Face folder (safetensors weights and its config)."""
+    def save_pretrained(self, folder: Any, merge: bool = False) -> None:
+        """``export.py``: the network as a Hugging Face folder (safetensors weights and its config); an adapted
+        one as its adapter in peft's format (head included), or with ``merge`` as a plain model."""
         from finetune.errors import UserError
 
         if self.pipeline_task is None or not hasattr(self.net, "save_pretrained"):
             raise UserError(f"{type(self).__name__} has no Hugging Face form to export; export takes a run of a "
                             "Hugging Face task (sequence or token classification)")  # fmt: skip
-        self.net.save_pretrained(folder)
+        net = self.net.merge_and_unload() if merge and is_adapted(self.net) else self.net
+        net.save_pretrained(folder)
 
     @classmethod
-    def net_from_config(cls, net: DictConfig, hparams: dict[str, Any]) -> torch.nn.Module:
+    def net_from_config(cls, net: DictConfig, hparams: dict[str, Any], adapter_only: bool = False) -> torch.nn.Module:
         """A saved run's network, to be filled from its checkpoint: built from its config with the labels the
-        checkpoint's hyperparameters name; an HF network from its config alone (no pretrained weights read)."""
+        checkpoint's hyperparameters name; an HF network from its config alone (no pretrained weights read),
+        unless the checkpoint holds adapters only (``adapter_only``): then the base is loaded as the run loaded it."""
         from hydra.utils import instantiate
 
         labels = {k: hparams[k] for k in ("label_names", "problem_type") if k in hparams}
-        options = {"random_init": True} if "random_init" in net else {}
+        options = {"random_init": True} if "random_init" in net and not adapter_only else {}
         return instantiate(net, **options)(**labels)
 
     @classmethod
@@ -186,6 +197,16 @@ class FineTuneModule(pl.LightningModule):
         # Before the strategy wraps the network: under FSDP its parameters then look flat (1-D).
         if not hasattr(self, "matrices"):
             self.matrices = matrix_names(self.net)
+        if is_adapted(self.net) and not hasattr(self, "base_sha256"):  # the frozen base, as loaded
+            self.trainable_keys, self.base_sha256 = adapter_state.trainable_keys(self.net), base_digest(self.net)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if is_adapted(self.net):  # the adapter and head only: the frozen base is the pretrained model's
+            adapter_state.keep_trainable(checkpoint, self.net, self.trainable_keys, self.base_sha256)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The frozen base comes from the network just built; its hash must be the one the adapter trained on.
+        adapter_state.fill_frozen(checkpoint, self, getattr(self, "base_sha256", None), "being loaded")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         out = self.step(batch)

@@ -65,6 +65,7 @@ class SequenceClassifier(FineTuneModule):
         )
 
     pipeline_task = "text-classification"
+    peft_task_type = "SEQ_CLS"
 
     def build_metrics(self, prefix: str) -> MetricCollection:
         return self.objective.metrics(prefix)

@@ -55,6 +55,7 @@ class TokenClassifier(FineTuneModule):
         )
 
     pipeline_task = "token-classification"
+    peft_task_type = "TOKEN_CLS"
 
     def build_metrics(self, prefix: str) -> MetricCollection:
         accuracy = MulticlassAccuracy(len(self.tag_names), average="micro", ignore_index=IGNORED)

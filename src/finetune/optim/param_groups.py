@@ -23,11 +23,19 @@ LAYER_INDEX = re.compile(r"\.(?:layer|layers|block|h)\.(\d+)\.")
 
 # Segments FSDP and activation checkpointing insert into parameter names when they wrap a layer.
 WRAPPER_SEGMENTS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module)\.")
+# What peft puts around the network (``base_model.model.``) and around a module it trains fully (its copy).
+PEFT_SEGMENTS = re.compile(r"^base_model\.model\.|(?<=\.)modules_to_save\.[^.]+\.")
+
+
+def unwrapped_name(name: str) -> str:
+    """A parameter's name as before FSDP or activation checkpointing wrapped its layer (its state-dict key)."""
+    return WRAPPER_SEGMENTS.sub("", name)
 
 
 def clean_name(name: str) -> str:
-    """A parameter's name as in the unwrapped model."""
-    return WRAPPER_SEGMENTS.sub("", name)
+    """A parameter's name as in the plain model: unwrapped, and without peft's segments (a head trained beside an
+    adapter gets its trained copy's name)."""
+    return PEFT_SEGMENTS.sub("", unwrapped_name(name))
 
 
 def matrix_names(model: torch.nn.Module) -> set[str]:
@@ -52,6 +60,7 @@ def depth(name: str, layers: int) -> int:
 
 def is_head(name: str, model: torch.nn.Module) -> bool:
     """True for the task head: parameters outside the pretrained base model (e.g. ``classifier.*``)."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # under peft's wrapper
     prefix = getattr(model, "base_model_prefix", "")
     return bool(prefix) and hasattr(model, prefix) and not name.startswith(f"{prefix}.")
 

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 ROW_START = ("job", "dir")
 ROW_MIDDLE = ("overrides", "status", "reason", "optimized_metric", "best")
 ROW_END = ("epochs", "global_step", "run_time_s", "stop_reason")
+#: What each job cost (``metrics.json``'s ``costs``, ``finetune.trainer.costs``): columns when a job recorded them.
+COSTS = ("trainable_params", "trainable_share", "peak_memory_mb", "step_time_s", "checkpoint_mb")
 #: Final training losses kept from ``metrics.json`` (besides every ``val/*`` and ``test/*`` metric).
 TRAIN_METRICS = ("train/loss", "train/loss_epoch")
 
@@ -55,8 +57,9 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
     value as a string), ``overrides`` (the raw overrides joined by spaces), ``status`` (from ``metrics.json``;
     ``"missing"`` without one), ``reason``, ``optimized_metric`` (its name) and ``best`` (its value), every
     ``val/*`` and ``test/*`` metric, ``train/loss`` and ``train/loss_epoch``, ``epochs``, ``global_step``,
-    ``run_time_s`` and ``stop_reason``. ``df.attrs`` holds ``sweep_dir``, ``override_keys``, ``monitor``,
-    ``monitor_mode`` and ``optimized_metric`` (from the first job config that has them).
+    ``run_time_s`` and ``stop_reason``, and what the jobs cost (``COSTS``) where recorded. ``df.attrs`` holds
+    ``sweep_dir``, ``override_keys``, ``monitor``, ``monitor_mode`` and ``optimized_metric`` (from the first
+    job config that has them).
 
     Raises:
         NotASweepDirError: when ``sweep_dir`` holds no numbered job dir.
@@ -83,6 +86,7 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
         rows.append(row)
     metric_keys = sorted({k for row in rows for k in row if k.startswith(("val/", "test/"))})
     metric_keys += [k for k in TRAIN_METRICS if any(k in row for row in rows)]
+    metric_keys += [k for k in COSTS if any(row.get(k) is not None for row in rows)]
     columns = [*ROW_START, *override_keys, *ROW_MIDDLE, *metric_keys, *ROW_END]
     df = pd.DataFrame(rows, columns=columns)
     for key in override_keys:
@@ -185,6 +189,8 @@ def _read_summary(job_dir: Path, optimized_metric: str | None) -> dict[str, Any]
     row["best"] = metrics.get(optimized_metric) if optimized_metric else None
     row.update({k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) or k in TRAIN_METRICS})
     row.update({k: summary.get(k) for k in ROW_END})
+    costs = summary.get("costs") if isinstance(summary.get("costs"), dict) else {}
+    row.update({k: costs[k] for k in COSTS if costs.get(k) is not None})
     return row
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from finetune import atomic
 from finetune.report.collect import load_curves, override_keys, varying_keys
-from finetune.report.tables import key_values, metric_label
+from finetune.report.tables import ALL_GROUP, key_values, metric_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -190,8 +190,28 @@ def plot_final_metric(grouped: pd.DataFrame, df: pd.DataFrame, path: Path) -> Pa
     return _save(figure, path)
 
 
+def plot_quality_vs_parameters(grouped: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path:
+    """The main metric's mean (std bars) against trainable parameters (log scale), one point per configuration."""
+    keys, main = grouped.attrs["group_keys"], grouped.attrs["metric"]
+    figure = _figure(8.0, 5.0)
+    axes = figure.add_subplot()
+    x = grouped["trainable_params mean"].astype(float)
+    y, errors = grouped[f"{main} mean"].astype(float), grouped[f"{main} std"].astype(float).fillna(0.0)
+    axes.errorbar(x, y, yerr=errors, fmt="o", capsize=5, color="tab:blue")
+    for (_, row), xi, yi in zip(grouped.iterrows(), x, y, strict=True):
+        label = ", ".join(str(row[k]) for k in keys if k != ALL_GROUP) or "all"
+        axes.annotate(label, (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("trainable parameters (log scale)")
+    axes.set_ylabel(f"{metric_label(df, main)} (mean ± std)")
+    axes.set_title("quality against trainable parameters")
+    axes.grid(True, which="both", alpha=0.3)
+    return _save(figure, path)
+
+
 def write_plots(df: pd.DataFrame, grouped: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """Write ``curves_val.png``, ``curves_train_loss.png`` and ``final_metric.png``; a failing plot is skipped."""
+    """Write ``curves_val.png``, ``curves_train_loss.png``, ``final_metric.png`` and, when the configurations
+    train different numbers of parameters, ``quality_vs_parameters.png``; a failing plot is skipped."""
     monitor = df.attrs.get("monitor")
     optimized = str(df.attrs.get("optimized_metric") or "")
     val = list(dict.fromkeys(m for m in (monitor, optimized.removesuffix("_best")) if m))
@@ -204,6 +224,10 @@ def write_plots(df: pd.DataFrame, grouped: pd.DataFrame, out_dir: Path) -> dict[
         ),
         "final_metric": lambda: plot_final_metric(grouped, df, out_dir / "final_metric.png"),
     }
+    if "trainable_params mean" in grouped.columns and grouped["trainable_params mean"].nunique() > 1:
+        jobs["quality_vs_parameters"] = lambda: plot_quality_vs_parameters(
+            grouped, df, out_dir / "quality_vs_parameters.png"
+        )
     paths = {}
     for name, draw in jobs.items():
         try:

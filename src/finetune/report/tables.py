@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from finetune import atomic
-from finetune.report.collect import override_keys, varying_keys
+from finetune.report.collect import COSTS, override_keys, varying_keys
 
 NON_METRICS = ("job",)
 ALL_GROUP = "group"  # the one group's column when every varying override is averaged over
@@ -47,7 +47,7 @@ def metric_label(df: pd.DataFrame, column: str) -> str:
 def metric_mode(df: pd.DataFrame, column: str) -> str:
     """``"min"`` or ``"max"``: losses go down; the monitored metric goes the config's ``monitor_mode`` way."""
     name = metric_label(df, column)
-    if "loss" in name or column in ("run_time_s", "epochs", "global_step"):
+    if "loss" in name or column in ("run_time_s", "epochs", "global_step", *COSTS):
         return "min"
     if column == "best" or name in (df.attrs.get("optimized_metric"), df.attrs.get("monitor")):
         return str(df.attrs.get("monitor_mode", "max"))

@@ -1,7 +1,10 @@
-"""``python export.py run=<run dir> [out=<dir>]``: the run's model as a Hugging Face folder that
+"""``python export.py run=<run dir> [out=<dir>] [merge=true]``: the run's model as a Hugging Face folder that
 ``transformers.pipeline`` loads: safetensors weights, the config with ``id2label``/``label2id``, the tokenizer
 (``model_max_length`` set to the run's ``data.max_length``), a model card, and ``finetune_run.json`` (where it
-came from). Written into a temporary folder beside ``out`` and renamed, so ``out`` is whole or absent.
+came from). A peft run's export is its adapter in peft's format (``adapter_config.json`` and
+``adapter_model.safetensors``, the task head included) for ``AutoPeftModelFor<Task>``; ``merge=true`` merges the
+adapter into the base and writes a plain model. Written into a temporary folder beside ``out`` and renamed, so
+``out`` is whole or absent.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from finetune import atomic
+from finetune.adapters.attach import is_adapted
 from finetune.errors import UserError
 from finetune.use.finished import instantiate_data, open_run, trained_module
 from finetune.use.inputs import check_output
@@ -35,13 +39,16 @@ def export(cfg: DictConfig) -> Path:
             f"{module_class.__name__} has no Hugging Face form to export; export takes a run of a Hugging Face "
             "task (sequence or token classification)"
         )
+    if cfg.get("merge") and not finished.config.get("peft"):
+        raise UserError(f"merge=true merges a peft adapter, but {finished.run_dir} trained every weight (peft=none); "
+                        "leave merge out")  # fmt: skip
     check_output(out, "out")
     datamodule = instantiate_data(finished.config)
     module, _ = trained_module(finished, datamodule)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        write_folder(partial, finished, module, datamodule, str(out))
+        write_folder(partial, finished, module, datamodule, str(out), merge=bool(cfg.get("merge")))
         atomic.replace_folder(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -50,15 +57,17 @@ def export(cfg: DictConfig) -> Path:
     return out
 
 
-def write_folder(folder: Path, finished: Any, module: Any, datamodule: Any, final: str) -> None:
-    """Weights, config, tokenizer, card and run record into ``folder``."""
+def write_folder(folder: Path, finished: Any, module: Any, datamodule: Any, final: str, merge: bool = False) -> None:
+    """Weights (a peft run's: its adapter, or with ``merge`` the model with the adapter merged in), config,
+    tokenizer, card and run record into ``folder``."""
     folder.mkdir(parents=True)
-    module.save_pretrained(folder)
+    adapter = is_adapted(module.net) and not merge
+    module.save_pretrained(folder, merge=merge)
     tokenizer = datamodule.load_tokenizer()
     tokenizer.model_max_length = int(datamodule.hparams.max_length)  # the pipeline truncates as training did
     tokenizer.save_pretrained(folder)
     labels = (finished.summary.get("label_names") or None) if module.net.config.problem_type != "regression" else None
-    atomic.write_text(folder / "README.md", model_card(finished, module.pipeline_task, labels, final))
+    atomic.write_text(folder / "README.md", model_card(finished, module.pipeline_task, labels, final, adapter))
     for path in folder.iterdir():  # some writers create files readable by their owner only
         path.chmod(0o644 & ~_umask())
     atomic.write_json(
@@ -68,6 +77,7 @@ def write_folder(folder: Path, finished: Any, module: Any, datamodule: Any, fina
             "checkpoint": str(finished.checkpoint),
             "test_metrics": finished.test_metrics,
             "pipeline_task": module.pipeline_task,
+            "form": "adapter" if adapter else ("merged" if is_adapted(module.net) else "full"),
         },
     )
 

@@ -105,14 +105,17 @@ def trained_module(finished: FinishedRun, datamodule: Any = None) -> tuple[FineT
     """
     from hydra.utils import get_class, instantiate
 
+    from finetune.adapters.state import RECORD
     from finetune.trainer.checkpoints import read_checkpoint
 
     checkpoint = read_checkpoint(finished.checkpoint)
     config = finished.config
     module_class = get_class(config.model._target_)
-    net = module_class.net_from_config(config.model.net, checkpoint.get("hyper_parameters") or {})
+    adapter_only = RECORD in checkpoint  # a peft run's: the frozen base comes from the pretrained model
+    net = module_class.net_from_config(config.model.net, checkpoint.get("hyper_parameters") or {}, adapter_only)
     datamodule = datamodule if datamodule is not None else instantiate_data(config)
     module = instantiate(config.model, net=net, optimizer=None, scheduler=None, **datamodule.module_kwargs)
+    module.on_load_checkpoint(checkpoint)  # an adapter checkpoint gets its base (hash checked) filled in
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

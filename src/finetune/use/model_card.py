@@ -25,6 +25,13 @@ USAGE = {
         "each word's first sub-token"
     ),
 }
+# An adapter folder: the base comes from adapter_config.json's base_model_name_or_path, the head from the adapter.
+ADAPTER_USAGE = (
+    "from peft import {peft_class}\n"
+    "from transformers import AutoTokenizer\n\n"
+    'model = {peft_class}.from_pretrained("{folder}"{labels})\n'
+    'tokenizer = AutoTokenizer.from_pretrained("{folder}")'
+)
 EXAMPLES = {"text-classification": "The battery lasts all day and the screen is sharp.",
             "token-classification": "Ada Lovelace visited London with Charles Babbage"}  # fmt: skip
 
@@ -40,8 +47,8 @@ def front_matter(task: str, base: dict[str, Any] | None, dataset: str | None) ->
     return meta
 
 
-def model_card(finished: FinishedRun, task: str, labels: list[str] | None, folder: str) -> str:
-    """The card's markdown (YAML front matter first)."""
+def model_card(finished: FinishedRun, task: str, labels: list[str] | None, folder: str, adapter: bool = False) -> str:
+    """The card's markdown (YAML front matter first); ``adapter``: the folder holds a peft adapter."""
     record = provenance.read(finished.run_dir)
     summary, config = finished.summary, finished.config
     net = (config.get("model") or {}).get("net") or {}
@@ -52,7 +59,10 @@ def model_card(finished: FinishedRun, task: str, labels: list[str] | None, folde
     lines += [f"# {task} fine-tuned from `{base.get('name') or 'a network built from a config'}` on "
               f"`{data.get('dataset') or (config.get('data') or {}).get('dataset')}`", ""]  # fmt: skip
     lines += ["## How to use", "", "```python", "from transformers import pipeline", ""]
-    lines += [USAGE[task].format(folder=folder, example=EXAMPLES[task]), "```", ""]
+    if adapter:
+        lines += [_adapter_usage(config, task, labels, folder), ""]
+    usage = USAGE[task].format(folder=folder, example=EXAMPLES[task])
+    lines += [usage.replace(f'model="{folder}"', "model=model, tokenizer=tokenizer") if adapter else usage, "```", ""]
     if labels:
         lines += ["## Labels", "", ", ".join(f"`{name}`" for name in labels), ""]
     lines += ["## Results", "", "| metric | value |", "|---|---|"]
@@ -128,3 +138,18 @@ def _identity(run_dir: Path) -> str:
         return json.loads((run_dir / "run_identity.json").read_text()).get("identity", "?")
     except (OSError, ValueError):
         return "?"
+
+
+def _adapter_usage(config: Any, task: str, labels: list[str] | None, folder: str) -> str:
+    """Loading the adapter with peft's Auto class of the task (``AutoModelFor<Task>`` → ``AutoPeftModelFor<Task>``);
+    the head's size and label names are given, since the base model's own config does not know them."""
+    auto_class = str(((config.get("model") or {}).get("net") or {}).get("auto_class") or "AutoModel")
+    sizes = ""
+    if labels:
+        id2label = {i: name for i, name in enumerate(labels)}
+        label2id = {name: i for i, name in enumerate(labels)}
+        sizes = f", num_labels={len(labels)}, id2label={id2label}, label2id={label2id}"
+    elif (config.get("data") or {}).get("problem_type") == "regression":
+        sizes = ", num_labels=1"
+    peft_class = auto_class.replace("AutoModel", "AutoPeftModel", 1)
+    return ADAPTER_USAGE.format(peft_class=peft_class, folder=folder, labels=sizes)

@@ -1,0 +1,68 @@
+"""Adapters on a Hugging Face network with ``peft``: the config group's peft config completed with the task's
+type and its head, which is trained fully and saved with the adapter (``modules_to_save``), so a reload never
+loses it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from finetune.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def head_modules(net: torch.nn.Module) -> list[str]:
+    """The task head: the network's top-level modules with weights outside its pretrained base (``classifier``;
+    DistilBERT's ``pre_classifier`` as well). None for a network without a ``base_model_prefix``."""
+    prefix = getattr(net, "base_model_prefix", "")
+    if not prefix or not hasattr(net, prefix):
+        return []
+    children = net.named_children()
+    return [name for name, child in children if name != prefix and next(child.parameters(), None) is not None]
+
+
+def attach_adapter(net: torch.nn.Module, factory: Callable[..., Any], task_type: str | None) -> torch.nn.Module:
+    """``net`` wrapped by ``peft.get_peft_model``: only the adapter and the task head train.
+
+    ``factory``: a peft config class with its options (``conf/peft/<option>.yaml``); ``task_type``: the task's
+    ``peft.TaskType`` name (``SEQ_CLS`` ...), None for a task peft has no type for.
+
+    Raises:
+        UserError: the target modules name nothing in this network, or the adapter does not fit it.
+    """
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    head = head_modules(net)
+    config = factory(task_type=task_type)
+    config.modules_to_save = sorted({*head, *(config.modules_to_save or [])})
+    if head and hasattr(config, "exclude_modules"):  # no adapter inside a module that is trained fully anyway
+        config.exclude_modules = rf"({'|'.join(map(re.escape, head))})(\..+)?"
+    if getattr(net, "is_quantized", False):  # peft=qlora: norms and head in float32, inputs need no grad
+        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=False)
+    try:
+        return get_peft_model(net, config)
+    except (ValueError, TypeError, KeyError) as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"peft ({type(config).__name__}) does not fit {type(net).__name__}: {first}; set peft.target_modules to "
+            "names of its linear layers (e.g. [query,value]) or all-linear"
+        ) from None
+
+
+def parameter_counts(net: torch.nn.Module) -> dict[str, Any]:
+    """Trainable and total parameters and the trainable share (4-bit weights counted unpacked, as peft does)."""
+    counter = getattr(net, "get_nb_trainable_parameters", None)
+    if counter is not None:
+        trainable, total = counter()
+    else:
+        trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in net.parameters())
+    return {"trainable": int(trainable), "total": int(total), "trainable_share": trainable / total if total else 0.0}
+
+
+def is_adapted(net: Any) -> bool:
+    """Whether ``net`` carries peft adapters."""
+    return hasattr(net, "peft_config") and hasattr(net, "get_base_model")
