@@ -179,11 +179,26 @@ def test_export_refuses_an_existing_folder_and_a_task_without_hf_form(run: Path,
         run_script("export.py", f"run={run}", f"out={tmp_path / 'taken'}", f"hydra.run.dir={tmp_path / 'e'}")
     )
     assert "already exists" in line and (tmp_path / "taken" / "mine.txt").read_text() == "keep"
+
+
+def test_a_task_without_text_evaluates_and_refuses_predict_and_export_in_one_line(tmp_path: Path) -> None:
     linear = tmp_path / "linear"
     succeeded(run_script("train.py", "experiment=linear_regression", "trainer.max_epochs=3",
                          f"paths.log_dir={tmp_path}", f"hydra.run.dir={linear}"))  # fmt: skip
+    before = tree_state(linear)
+    succeeded(run_script("eval.py", f"run={linear}", f"hydra.run.dir={tmp_path / 'ev'}"))
+    tested = json.loads((tmp_path / "ev" / "eval.json").read_text())["metrics"]
+    recorded = json.loads((linear / "metrics.json").read_text())["metrics"]
+    assert tested["test/loss"] == pytest.approx(recorded["test/loss"], rel=1e-6)
+    line = error_line(run_script("eval.py", f"run={linear}", "data.tokenizer=x", f"hydra.run.dir={tmp_path / 'e0'}"))
+    assert "data.tokenizer" in line  # not a setting of this data: Hydra's one line, not a traceback
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x\n0.5\n")
+    line = error_line(run_script("predict.py", f"run={linear}", f"input={rows}", f"hydra.run.dir={tmp_path / 'p'}"))
+    assert "LinearRegression with LinearRegressionDataModule does not predict" in line
     line = error_line(run_script("export.py", f"run={linear}", f"hydra.run.dir={tmp_path / 'e2'}"))
     assert "LinearRegression has no Hugging Face form" in line
+    assert tree_state(linear) == before
 
 
 def test_rerun_repeats_the_config_and_compares(run: Path, tmp_path: Path) -> None:

@@ -21,6 +21,14 @@ def test_fast_dev_run(make_cfg) -> None:
     assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text()) == summary
 
 
+def test_logger_none_runs_without_the_learning_rate_monitor(make_cfg) -> None:
+    cfg = make_cfg("logger=none", "debug=limit", "trainer.max_epochs=1")
+    assert "lr_monitor" in cfg.callbacks  # the default callbacks keep it; the run leaves it out
+    summary = train(cfg)
+    assert summary["status"] == "completed" and summary["global_step"] == 4
+    assert not (Path(cfg.paths.output_dir) / "csv").exists()
+
+
 def test_fit_then_test_best_checkpoint(make_cfg) -> None:
     cfg = make_cfg("trainer.max_epochs=2", "callbacks.early_stopping.patience=5")
     summary = train(cfg)

@@ -36,7 +36,7 @@ from finetune.trainer.distributed import (
     use_job_command_for_ddp_children,
 )
 from finetune.trainer.exact_resume import ExactResume
-from finetune.trainer.instantiate import instantiate_bag
+from finetune.trainer.instantiate import instantiate_bag, without_logger_only
 from finetune.trainer.precision import resolve_precision
 from finetune.trainer.preemption import RunPreempted
 
@@ -119,8 +119,8 @@ def _prepare_process(cfg: DictConfig, resolved_batch: bool) -> None:
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     """The trainer with the config's callbacks and loggers, exact resume always, checkpoints written in place."""
-    callbacks = [*instantiate_bag(cfg.get("callbacks")), ExactResume(), RunCosts()]  # whatever the config
     loggers = instantiate_bag(cfg.get("logger"))
+    callbacks = [*without_logger_only(instantiate_bag(cfg.get("callbacks")), loggers), ExactResume(), RunCosts()]
     precision = resolve_precision(cfg.trainer.get("precision", "32"))  # auto: bf16-mixed where it is fast
     # Checkpoints written in place with a checksum (DeepSpeed writes its own sharded folders).
     plugins = [] if "deepspeed" in str(cfg.trainer.get("strategy", "")) else [VerifiedCheckpointIO()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
@@ -50,6 +50,9 @@ class HFDataModule(pl.LightningDataModule):
         max_train_samples: cap the training split; ``max_eval_samples`` caps validation and test.
         cache_dir: where tokenized datasets are kept.
     """
+
+    #: The settings a trained model fixes: ``eval.py`` takes them from the run and refuses them on its command line.
+    run_settings: ClassVar[tuple[str, ...]] = ("tokenizer", "max_length")
 
     def __init__(
         self,

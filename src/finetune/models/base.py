@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # What Lightning itself reports for a metric logged both per step and per epoch.
+PREDICTION_HOOKS = ("prediction_outputs", "prediction_record")
 TRAIN_LOSS_NAMES = ("train/loss", "train/loss_step", "train/loss_epoch", "train/grad_norm")
 
 
@@ -151,6 +152,11 @@ class FineTuneModule(pl.LightningModule):
     def prediction_record(self, output: torch.Tensor, extra: dict[str, Any]) -> dict[str, Any]:
         """``predict.py``: one row's JSON fields from its ``output`` and what its features kept aside (``extra``)."""
         raise NotImplementedError(f"{type(self).__name__} does not predict (no prediction_record)")
+
+    @classmethod
+    def predicts(cls) -> bool:
+        """Whether the task implements ``predict.py``'s hooks (``prediction_outputs`` and ``prediction_record``)."""
+        return all(getattr(cls, hook) is not getattr(FineTuneModule, hook) for hook in PREDICTION_HOOKS)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> tuple[list[int], list[torch.Tensor]]:
         """The rows of a prediction batch (their input order) and the task's outputs for them."""

@@ -38,13 +38,17 @@ def _probe_optimizer(partial: Any) -> Any:
 
 
 def _probe_trainer(cfg: DictConfig, callbacks: list[Any]) -> Any:
+    """The trainer with the run's callbacks and, when the run has loggers, a stand-in logger (Lightning's default,
+    which writes nothing until it logs; building wandb's would contact its server). Without one, the run leaves
+    the logger-only callbacks out (``finetune.trainer.instantiate.without_logger_only``)."""
     from hydra.utils import instantiate
 
     from finetune.trainer.precision import resolve_precision
 
     precision = resolve_precision(cfg.trainer.get("precision", "32"))
+    has_logger = any(isinstance(node, DictConfig) and "_target_" in node for node in (cfg.get("logger") or {}).values())
     with _quiet("lightning.pytorch", "lightning.fabric"):  # its device lines are printed once, by the run
-        return instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=False)
+        return instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=has_logger)
 
 
 def _built(key: str, build: Callable[[], Any]) -> Any:

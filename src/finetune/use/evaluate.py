@@ -20,7 +20,6 @@ from finetune.run.rerun import apply_overrides, parse_overrides
 from finetune.use.finished import FinishedRun, open_run
 
 OWN_KEYS = ("run", "ckpt_path", "hydra.")  # this command's, not the test config's
-FROM_RUN = ("model", "data.tokenizer", "data.max_length", "data.label_names")  # what the checkpoint fixes
 EVAL_FILE, TABLE_FILE = "eval.json", "metrics.md"
 
 
@@ -31,10 +30,12 @@ def eval_config(cfg: DictConfig) -> tuple[DictConfig, FinishedRun]:
     finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
     hydra = HydraConfig.get()
     overrides = parse_overrides(list(hydra.overrides.task), OWN_KEYS)
-    fixed = next((o.input_line for o in overrides if o.key_or_group.startswith(FROM_RUN)), None)
-    if fixed:
-        raise UserError(f"{fixed}: eval.py takes the model, tokenizer, max_length and labels from the run; drop it")
     saved = finished.config
+    run_settings = fixed_by_run(saved)
+    fixed = next((o.input_line for o in overrides if o.key_or_group.startswith(("model", *run_settings))), None)
+    if fixed:
+        named = ", ".join(["the model", *(key.removeprefix("data.") for key in run_settings)])
+        raise UserError(f"{fixed}: eval.py takes {named} from the run; drop it")
     groups = [o for o in overrides if o.key_or_group in hydra.runtime.choices]
     test = recompose(finished.run_dir, [o.input_line for o in overrides]) if groups else saved.copy()
     if not groups:
@@ -46,8 +47,10 @@ def eval_config(cfg: DictConfig) -> tuple[DictConfig, FinishedRun]:
         )
     with open_dict(test):
         test.model = saved.model
-        for key in ("tokenizer", "max_length"):
-            test.data[key] = saved.data[key]
+        for key in run_settings:
+            name = key.removeprefix("data.")
+            if name in saved.data and name != "label_names":  # the labels come from the checkpoint (below)
+                test.data[name] = saved.data[name]
         hparams = finished.hyper_parameters()
         if "label_names" in test.data and hparams.get("problem_type") != "regression":
             test.data.label_names = list(hparams.get("label_names") or []) or None
@@ -58,6 +61,15 @@ def eval_config(cfg: DictConfig) -> tuple[DictConfig, FinishedRun]:
         test.rerun, test.ckpt_path, test.task_name = None, str(finished.checkpoint), "eval"
         test.paths.output_dir = cfg.paths.output_dir
     return test, finished
+
+
+def fixed_by_run(config: DictConfig) -> tuple[str, ...]:
+    """The data settings a trained model fixes (``data.tokenizer``, ``data.max_length`` ...), as the run's data
+    module class names them (``run_settings``), plus the label names."""
+    from hydra.utils import get_class
+
+    names = getattr(get_class(config.data._target_), "run_settings", ())
+    return tuple(f"data.{name}" for name in (*names, "label_names"))
 
 
 def recompose(run_dir: Path, overrides: list[str]) -> DictConfig:

@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from finetune import atomic
+from finetune.errors import UserError
 from finetune.use.finished import instantiate_data, open_run, trained_module
 from finetune.use.inputs import check_output, read_rows, row_id
 
@@ -82,6 +83,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 
     started = time.perf_counter()
     finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
+    check_predicts(finished.config)
     here = Path(cfg.paths.output_dir)
     output = Path(cfg.output).expanduser().resolve() if cfg.get("output") else here / "predictions.jsonl"
     if is_rank_zero():
@@ -119,6 +121,18 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         log.warning("%d row(s) could not be predicted: %s", len(failed), _row_list(failed))
     log.info("%d rows predicted into %s (%.1f s)", len(predictable), output, summary["seconds"])
     return summary
+
+
+def check_predicts(config: DictConfig) -> None:
+    """The run's task implements prediction (module and data), else one line."""
+    from hydra.utils import get_class
+
+    module_class, data_class = get_class(config.model._target_), get_class(config.data._target_)
+    if not module_class.predicts() or not hasattr(data_class, "prediction_features"):
+        raise UserError(
+            f"{module_class.__name__} with {data_class.__name__} does not predict rows of a file; predict.py takes a "
+            "run of a task that does (sequence or token classification); eval.py tests this run on data"
+        )
 
 
 def default_column(datamodule: Any) -> str:
