@@ -113,13 +113,13 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     ),
     "checkpoint_other_model": (
         lambda t: [f"ckpt_path={hand_checkpoint(t / 'r.ckpt', **{**BERT, 'model_type': 'roberta'})}"],
-        r"^checkpoint .*r.ckpt holds a roberta model, but model.net.pretrained=.* is a bert model; resume from",
+        r"^checkpoint .*r.ckpt does not fit this config and data: model_type roberta there, bert here; use the",
     ),
     "checkpoint_num_labels": (
         lambda t: [
             f"ckpt_path={hand_checkpoint(t / 'c3.ckpt', **{**BERT, 'num_labels': 3, 'label_names': list('abc')})}"
         ],
-        r"^checkpoint .*c3.ckpt has a head for 3 classes \['a', 'b', 'c'\], but the data has 2 classes",
+        r"^checkpoint .*c3.ckpt does not fit .*: label_names \['a', 'b', 'c'\] there, \['negative', 'positive'\] here",
     ),
     "cache_dir_unwritable": (
         lambda t: [f"paths.cache_dir={csv_file(t)}/cache"],

@@ -180,6 +180,11 @@ class HFDataModule(pl.LightningDataModule):
         counts = ", ".join(f"{size} {split}" for split, size in sizes.items())
         return [f"data: {self.hparams.dataset}: {counts} examples; {self.describe_labels()}"]
 
+    @property
+    def processor(self) -> Any:
+        """What turns raw inputs into the model's: here the tokenizer (``TaskHooks.connect`` hands it over)."""
+        return self.load_tokenizer()
+
     def load_tokenizer(self) -> Any:
         """The tokenizer, loaded once (the packaged model's hashes are checked then)."""
         self.tokenizer = self.tokenizer or load_tokenizer(self.hparams.tokenizer)

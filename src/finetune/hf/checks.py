@@ -20,9 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def check_hf_model(
-    model: DictConfig, datamodule: Any, ckpt_path: str | None, peft_task_type: str | None = None
-) -> list[str]:
+def check_hf_model(model: DictConfig, datamodule: Any, ckpt_path: str | None, module_class: Any) -> list[str]:
     """The model reads the data's tokens: its config loads, ``max_length`` fits its positions, an adapter
     (``peft=...``) attaches to it, and a checkpoint holds this kind of model (and adapter) with a head for the
     data's labels."""
@@ -41,12 +39,13 @@ def check_hf_model(
     names = list(datamodule.model_kwargs.get("label_names") or [])
     lines = [f"model: {pretrained} ({config.model_type}); max_length {hp.max_length} of {limit or 'unlimited'} tokens"]
     adapter = None
-    if model.get("peft") is not None:
+    if model.get("peft"):  # peft=none composes to an empty node
         from finetune.adapters.check import check_adapter
 
-        line, adapter = check_adapter(model, config, model.net.auto_class, len(names), peft_task_type)
+        line, adapter = check_adapter(model, config, model.net.auto_class, len(names), module_class.peft_task_type)
         lines.append(line)
-    return [*lines, check_checkpoint(ckpt_path, str(pretrained), config, names, model.net.get("auto_class"), adapter)]
+    expected = module_class.signature(config.model_type, datamodule.model_kwargs)
+    return [*lines, check_checkpoint(ckpt_path, expected, config, names, model.net.get("auto_class"), adapter)]
 
 
 def model_config(pretrained: str, trust_remote_code: bool = False, overrides: dict | None = None) -> PretrainedConfig:
@@ -79,39 +78,28 @@ def _check_positions(max_length: int, config: PretrainedConfig) -> int | None:
 
 def check_checkpoint(
     path: str | None,
-    pretrained: str,
+    expected: dict[str, Any],
     config: PretrainedConfig,
     names: list[str],
     auto_class: str | None = None,
     adapter: dict[str, Any] | None = None,
 ) -> str:
-    """The checkpoint is readable and holds this kind of model with this many classes (its saved hparams), the
-    adapter the config trains (``adapter``: its options; None: a full fine-tune) and, given the task's Auto class,
-    of this size (every weight's shape)."""
+    """The checkpoint is readable, its signature is the one this config and data give (``expected``: task,
+    model type, labels), it holds the adapter the config trains (``adapter``: its options; None: a full
+    fine-tune) and, given the task's Auto class, a network of this size (every weight's shape)."""
     if not path:
         return "checkpoint: none"
     from finetune.adapters.state import RECORD, check_kind
+    from finetune.models.signature import check_signature
     from finetune.trainer.checkpoints import read_checkpoint
 
-    model_type = config.model_type
     checkpoint = read_checkpoint(path)
     check_kind(checkpoint.get(RECORD), adapter, path)
-    saved = checkpoint.get("hyper_parameters") or {}
-    if saved.get("model_type") != model_type:
-        held = f"a {saved['model_type']} model" if saved.get("model_type") else "no model_type in its hyper_parameters"
-        raise UserError(
-            f"checkpoint {path} holds {held}, but model.net.pretrained={pretrained} is a {model_type} model; "
-            "resume from a checkpoint of this model, or set ckpt_path=null"
-        )
-    if saved.get("num_labels") != len(names):
-        raise UserError(
-            f"checkpoint {path} has a head for {saved.get('num_labels')} classes {saved.get('label_names')}, but "
-            f"the data has {len(names)} classes {names}; use the data it was trained on, or set ckpt_path=null"
-        )
+    check_signature(path, checkpoint, expected)
     if auto_class:
-        _check_sizes(path, checkpoint["state_dict"], config, auto_class, len(names), pretrained)
-    step = checkpoint.get("global_step")
-    return f"checkpoint: {path} ({model_type}, {len(names)} classes, epoch {checkpoint.get('epoch')}, step {step})"
+        _check_sizes(path, checkpoint["state_dict"], config, auto_class, len(names), str(config.name_or_path))
+    epoch, step = checkpoint.get("epoch"), checkpoint.get("global_step")
+    return f"checkpoint: {path} ({config.model_type}, {len(names)} classes, epoch {epoch}, step {step})"
 
 
 def _check_sizes(path: str, saved: dict, config: PretrainedConfig, auto_class: str, labels: int, name: str) -> None:

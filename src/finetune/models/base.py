@@ -11,49 +11,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
-from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection, MinMetric
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 
 from finetune.adapters import state as adapter_state
 from finetune.adapters.attach import attach_adapter, is_adapted
 from finetune.adapters.state import base_digest
+from finetune.models.contract import TaskHooks
 from finetune.models.non_finite import NonFiniteGuard
+from finetune.models.signature import SIGNATURE
 from finetune.optim.optimizers import build_optimizer
 from finetune.optim.param_groups import freeze, matrix_names
 from finetune.trainer import compat
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
     from torch.optim import Optimizer
 
 log = logging.getLogger(__name__)
-# What Lightning itself reports for a metric logged both per step and per epoch.
-PREDICTION_HOOKS = ("prediction_outputs", "prediction_record")
-TRAIN_LOSS_NAMES = ("train/loss", "train/loss_step", "train/loss_epoch", "train/grad_norm")
 
 
-@dataclass
-class StepOutput:
-    """What a task's ``step`` returns: the loss and what its metrics take.
-
-    Attributes:
-        loss: the mean loss of the batch (a scalar with gradients).
-        predictions: what the metrics compare with ``targets`` (class ids, scores, tag ids ...).
-        targets: the batch's labels in the metrics' form.
-        size: the number of examples, the weight of this batch in epoch means.
-    """
-
-    loss: torch.Tensor
-    predictions: Any
-    targets: Any
-    size: int
-
-
-class FineTuneModule(pl.LightningModule):
+class FineTuneModule(TaskHooks, pl.LightningModule):
     """Fine-tunes an injected network: training, validation and test steps, their logging, the best value,
     several test sets, the optimizer and schedule, clipping and the gradient norm.
 
@@ -81,9 +61,6 @@ class FineTuneModule(pl.LightningModule):
         peft: a peft config class with its options (``conf/peft/``): the network trains adapters and its task head
             only, and checkpoints hold just those (``finetune.adapters``); None: every weight trains.
     """
-
-    pipeline_task: ClassVar[str | None] = None  # the transformers pipeline an export serves (None: no export)
-    peft_task_type: ClassVar[str | None] = None  # the task's peft.TaskType name (None: peft's generic PeftModel)
 
     def __init__(
         self,
@@ -124,74 +101,6 @@ class FineTuneModule(pl.LightningModule):
         self.test_metrics = torch.nn.ModuleList(self.build_metrics(f"{name}/") for name in self.test_sets)
         self.test_losses = torch.nn.ModuleList(MeanMetric() for _ in self.test_sets)
 
-    # ---- what a task supplies
-    def step(self, batch: Any) -> StepOutput:
-        """One batch through the network: loss, predictions, targets and batch size."""
-        raise NotImplementedError
-
-    def build_metrics(self, prefix: str) -> MetricCollection:
-        """The task's evaluation metrics, keys starting with ``prefix`` (``val/``, ``test/``)."""
-        return MetricCollection({}, prefix=prefix)
-
-    def build_train_metrics(self) -> dict[str, Metric]:
-        """Metrics logged per training epoch as ``train/<name>``, fed the training steps' predictions."""
-        return {}
-
-    @classmethod
-    def check_inputs(cls, model: DictConfig, datamodule: Any, ckpt_path: str | None) -> list[str]:
-        """The preflight's checks of the network against the data and the checkpoint, as summary lines; here
-        for a Hugging Face network (``finetune.hf.checks``). Loads no weights."""
-        from finetune.hf.checks import check_hf_model
-
-        return check_hf_model(model, datamodule, ckpt_path, cls.peft_task_type)
-
-    def prediction_outputs(self, batch: Any) -> list[torch.Tensor]:
-        """``predict.py``: what the model says about each row of a batch (probabilities ...), on the CPU."""
-        raise NotImplementedError(f"{type(self).__name__} does not predict (no prediction_outputs)")
-
-    def prediction_record(self, output: torch.Tensor, extra: dict[str, Any]) -> dict[str, Any]:
-        """``predict.py``: one row's JSON fields from its ``output`` and what its features kept aside (``extra``)."""
-        raise NotImplementedError(f"{type(self).__name__} does not predict (no prediction_record)")
-
-    @classmethod
-    def predicts(cls) -> bool:
-        """Whether the task implements ``predict.py``'s hooks (``prediction_outputs`` and ``prediction_record``)."""
-        return all(getattr(cls, hook) is not getattr(FineTuneModule, hook) for hook in PREDICTION_HOOKS)
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> tuple[list[int], list[torch.Tensor]]:
-        """The rows of a prediction batch (their input order) and the task's outputs for them."""
-        rows = batch.pop("row").tolist()
-        return rows, self.prediction_outputs(batch)
-
-    def save_pretrained(self, folder: Any, merge: bool = False) -> None:
-        """``export.py``: the network as a Hugging Face folder (safetensors weights and its config); an adapted
-        one as its adapter in peft's format (head included), or with ``merge`` as a plain model."""
-        from finetune.errors import UserError
-
-        if self.pipeline_task is None or not hasattr(self.net, "save_pretrained"):
-            raise UserError(f"{type(self).__name__} has no Hugging Face form to export; export takes a run of a "
-                            "Hugging Face task (sequence or token classification)")  # fmt: skip
-        net = self.net.merge_and_unload() if merge and is_adapted(self.net) else self.net
-        net.save_pretrained(folder)
-
-    @classmethod
-    def net_from_config(cls, net: DictConfig, hparams: dict[str, Any], adapter_only: bool = False) -> torch.nn.Module:
-        """A saved run's network, to be filled from its checkpoint: built from its config with the labels the
-        checkpoint's hyperparameters name; an HF network from its config alone (no pretrained weights read),
-        unless the checkpoint holds adapters only (``adapter_only``): then the base is loaded as the run loaded it."""
-        from hydra.utils import instantiate
-
-        labels = {k: hparams[k] for k in ("label_names", "problem_type") if k in hparams}
-        options = {"random_init": True} if "random_init" in net and not adapter_only else {}
-        return instantiate(net, **options)(**labels)
-
-    @classmethod
-    def loop_names(cls, metric_names: list[str], main_metric: str, test_sets: list[str]) -> set[str]:
-        """The names the base logs around a task's ``metric_names``: what ``monitor`` may watch."""
-        val = [*(f"val/{m}" for m in metric_names), "val/loss", f"val/{main_metric}_best"]
-        test = [f"{name}/{m}" for name in test_sets for m in (*metric_names, "loss")]
-        return {*TRAIN_LOSS_NAMES, *val, *test}
-
     # ---- Lightning hooks, in the style guide's order
     def configure_model(self) -> None:
         # Lightning calls this once the trainer is set up, on the right device; compiling earlier would trace
@@ -200,6 +109,8 @@ class FineTuneModule(pl.LightningModule):
             self.net.compile()
 
     def setup(self, stage: str) -> None:
+        if self._trainer is not None and self.trainer.datamodule is not None:
+            self.connect(self.trainer.datamodule)
         # Before the strategy wraps the network: under FSDP its parameters then look flat (1-D).
         if not hasattr(self, "matrices"):
             self.matrices = matrix_names(self.net)
@@ -207,6 +118,7 @@ class FineTuneModule(pl.LightningModule):
             self.trainable_keys, self.base_sha256 = adapter_state.trainable_keys(self.net), base_digest(self.net)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[SIGNATURE] = self.checkpoint_signature()  # what the preflight compares before resuming
         if is_adapted(self.net):  # the adapter and head only: the frozen base is the pretrained model's
             adapter_state.keep_trainable(checkpoint, self.net, self.trainable_keys, self.base_sha256)
 
@@ -249,7 +161,7 @@ class FineTuneModule(pl.LightningModule):
             mean_loss.reset()
 
     def _evaluate(self, batch: Any, metrics: MetricCollection, mean_loss: MeanMetric) -> None:
-        out = self.step(batch)
+        out = self.evaluation_step(batch)
         mean_loss.update(out.loss, weight=out.size)
         if metrics:
             metrics.update(out.predictions, out.targets)

@@ -9,7 +9,8 @@ import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from finetune.models.base import FineTuneModule, StepOutput
+from finetune.models.base import FineTuneModule
+from finetune.models.contract import StepOutput
 from finetune.models.objectives import LOWER_IS_BETTER, objective_for
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class SequenceClassifier(FineTuneModule):
 
     pipeline_task = "text-classification"
     peft_task_type = "SEQ_CLS"
+    signature_keys = ("label_names",)
 
     def build_metrics(self, prefix: str) -> MetricCollection:
         return self.objective.metrics(prefix)

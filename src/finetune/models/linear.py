@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from finetune.errors import UserError
-from finetune.models.base import FineTuneModule, StepOutput
+from finetune.models.base import FineTuneModule
+from finetune.models.contract import StepOutput
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig

@@ -11,7 +11,8 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from finetune.errors import UserError
-from finetune.models.base import FineTuneModule, StepOutput
+from finetune.models.base import FineTuneModule
+from finetune.models.contract import StepOutput
 from finetune.models.entity_metrics import IGNORED, EntityScores
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class TokenClassifier(FineTuneModule):
 
     pipeline_task = "token-classification"
     peft_task_type = "TOKEN_CLS"
+    signature_keys = ("label_names",)
 
     def build_metrics(self, prefix: str) -> MetricCollection:
         accuracy = MulticlassAccuracy(len(self.tag_names), average="micro", ignore_index=IGNORED)
