@@ -129,12 +129,12 @@ def test_wnut16_splits_are_seeded(make_cfg) -> None:
 
 
 def test_ner_trains_end_to_end_building_one_data_module_and_one_tokenizer(make_cfg, monkeypatch) -> None:
-    import finetune.data.base
+    import finetune.data.text
     from finetune.train import main
 
     loads = []
-    real = finetune.data.base.load_tokenizer
-    monkeypatch.setattr(finetune.data.base, "load_tokenizer", lambda name: loads.append(name) or real(name))
+    real = finetune.data.text.load_tokenizer
+    monkeypatch.setattr(finetune.data.text, "load_tokenizer", lambda name: loads.append(name) or real(name))
     import hydra.utils
 
     import finetune.train

@@ -1,4 +1,5 @@
-"""Data: the shared base (``HFDataModule``: tokenizer, cache, loaders) and one data module per task."""
+"""Data: the modality-free base (``TaskDataModule``: splits, cache, loaders, preflight), the text layer
+(``TextDataModule``: tokenizer, tokenized cache, length grouping) and one data module per task."""
 
 from finetune.data.text_classification import TextClassificationDataModule
 from finetune.data.token_classification import TokenClassificationDataModule

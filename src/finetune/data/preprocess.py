@@ -32,12 +32,14 @@ def arrange_splits(
     val_fraction: float,
     seed: int,
     extra_test_splits: dict[str, str] | None = None,
+    test_fraction: float | None = None,
 ) -> DatasetDict:
     """Return train, validation and test, plus each extra test set under its own name.
 
     The source's ``test_split`` becomes the test set. Validation is the source's own validation split unless
     that one is the test set or missing; then ``val_fraction`` of train is held out with ``seed``.
-    Without any test split the test runs on validation. ``extra_test_splits`` maps names to source splits
+    Without any test split the test runs on validation, or with ``test_fraction`` on that share of train held
+    out first (seeded). ``extra_test_splits`` maps names to source splits
     (MNLI: ``test_mismatched`` -> ``validation_mismatched``); each must exist.
     """
     from datasets import DatasetDict
@@ -52,6 +54,9 @@ def arrange_splits(
             )
     train = raw["train"]
     test = raw.get(test_split)
+    if test is None and test_fraction:
+        held_out = train.train_test_split(test_size=test_fraction, seed=seed)
+        train, test = held_out["train"], held_out["test"]
     validation = raw.get("validation") if test_split != "validation" else None
     if validation is None:
         held_out = train.train_test_split(test_size=val_fraction, seed=seed, shuffle=True)

@@ -6,9 +6,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from finetune.data import sources
-from finetune.data.base import HFDataModule
 from finetune.data.labels import check_no_missing, check_num_labels
 from finetune.data.preprocess import arrange_splits, cap_splits, check_columns
+from finetune.data.text import TextDataModule
 from finetune.trainer.instantiate import plain
 
 if TYPE_CHECKING:
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class TextClassificationDataModule(HFDataModule):
-    """Loads raw text, encodes labels and tokenizes (batching and caching: ``HFDataModule``).
+class TextClassificationDataModule(TextDataModule):
+    """Loads raw text, encodes labels and tokenizes (batching and caching: ``TextDataModule``).
 
     Where the data comes from is a ``finetune.data.sources.Source`` class named by ``source``: ``DemoReviews``
     (the packaged reviews), ``LocalFiles`` (``dataset`` is the format, ``csv``, ``json``, ``jsonl`` or
@@ -42,7 +42,7 @@ class TextClassificationDataModule(HFDataModule):
         main_metric: the one that checkpointing, early stopping and sweeps follow (``val/<main_metric>``).
         extra_test_splits: more test sets, name -> source split (MNLI: ``test_mismatched`` ->
             ``validation_mismatched``); each is tested and reported as ``<name>/<metric>``.
-        **common: the loader, cache and split settings of ``HFDataModule`` (tokenizer, max_length,
+        **common: the loader, cache and split settings of ``TextDataModule`` (tokenizer, max_length,
             batch_size ...).
     """
 

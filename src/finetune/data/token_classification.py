@@ -1,13 +1,13 @@
 """Token classification (NER) data: words with BIO tags, aligned to sub-tokens (batching and caching:
-``HFDataModule``)."""
+``TextDataModule``)."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from finetune.data.base import HFDataModule
 from finetune.data.sources import build_source
+from finetune.data.text import TextDataModule
 from finetune.errors import UserError
 from finetune.trainer.instantiate import plain
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 IGNORED = -100  # the label of sub-tokens and special tokens that the loss and the metrics skip
 
 
-class TokenClassificationDataModule(HFDataModule):
+class TokenClassificationDataModule(TextDataModule):
     """Tagged sentences from a ``Source`` class named by ``source`` (``finetune.data.conll``): ``PackagedWnut16``
     (the packaged WNUT-16 tweets), ``ConllFiles`` (your files: ``train_file``, optional ``validation_file`` and
     ``test_file``) or ``HubTagged`` (a hub name whose splits have a words column and a tag column, conll2003).
@@ -38,7 +38,7 @@ class TokenClassificationDataModule(HFDataModule):
         label_all_tokens: tag every sub-token of a word, not only the first.
         test_fraction: share of train held out as the test set (seeded) when there is no test split.
         main_metric: the metric that checkpointing, early stopping and sweeps follow (``val/<main_metric>``).
-        **common: the loader, cache and split settings of ``HFDataModule`` (tokenizer, max_length ...).
+        **common: the loader, cache and split settings of ``TextDataModule`` (tokenizer, max_length ...).
     """
 
     def __init__(
@@ -115,21 +115,12 @@ class TokenClassificationDataModule(HFDataModule):
     def tagged_splits(self) -> tuple[DatasetDict, list[str]]:
         """Train, validation and test sentences (words and tag names), split and capped, not tokenized; and the
         tag set (``label_names``, else ``O`` and the tags of the whole training split, before any cap)."""
-        from datasets import DatasetDict
+        from finetune.data.preprocess import arrange_splits, cap_splits
 
-        hp, raw = self.hparams, dict(self.source.load())
-        if "test" not in raw:
-            held = raw["train"].train_test_split(test_size=hp.test_fraction, seed=hp.seed)
-            raw["train"], raw["test"] = held["train"], held["test"]
-        if "validation" not in raw:
-            held = raw["train"].train_test_split(test_size=hp.val_fraction, seed=hp.seed)
-            raw["train"], raw["validation"] = held["train"], held["test"]
-        names = hp.label_names or ["O", *sorted({t for row in raw["train"]["tags"] for t in row} - {"O"})]
-        caps = {"train": hp.max_train_samples, "validation": hp.max_eval_samples, "test": hp.max_eval_samples}
-        for split, cap in caps.items():
-            if cap is not None:
-                raw[split] = raw[split].select(range(min(cap, len(raw[split]))))
-        splits = DatasetDict({split: raw[split] for split in ("train", "validation", "test")})
+        hp = self.hparams
+        splits = arrange_splits(self.source.load(), "test", hp.val_fraction, hp.seed, test_fraction=hp.test_fraction)
+        names = hp.label_names or ["O", *sorted({t for row in splits["train"]["tags"] for t in row} - {"O"})]
+        splits = cap_splits(splits, hp.max_train_samples, hp.max_eval_samples)
         check_tags(splits, names)
         return splits, list(names)
 

@@ -2,7 +2,7 @@
 ``check_inputs`` (model config, checkpoint), then the metric names the module logs.
 
 Nothing is tokenized and no model weights load (the packaged model's files are still hash-checked). Each check
-is the owner's own (``HFDataModule.preflight`` is the same code its ``setup`` runs), so a real run and a
+is the owner's own (``TaskDataModule.preflight`` is the same code its ``setup`` runs), so a real run and a
 validation fail the same way, and a new task adds no branch here.
 """
 
