@@ -29,7 +29,11 @@ GROUPS = [
 REQUIRED_GROUPS = [*GROUPS, "paths", "hydra", "hparams_search", "local"]
 # Keys some options leave for the user on the command line.
 REQUIRED_FILLS = {
-    "data": {"csv": "x.csv", "json": "x.json", "jsonl": "x.jsonl", "parquet": "x.parquet", "conll": "x.txt"}
+    "data": {
+        **{fmt: f"data.train_file=x.{fmt}" for fmt in ("csv", "json", "jsonl", "parquet")},
+        "conll": "data.train_file=x.txt",
+        "images": "data.dataset=my_images/",
+    }
 }
 
 
@@ -73,7 +77,7 @@ def test_option_composes_and_targets_bind(group: str, option: str, make_cfg) -> 
     overrides = [f"{group}={option}"]
     fill = REQUIRED_FILLS.get(group, {}).get(option)
     if fill:
-        overrides.append(f"data.train_file={fill}")
+        overrides.append(fill)
     cfg = make_cfg(*overrides, fast=False)
     job_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     OmegaConf.resolve(job_cfg)  # every interpolation resolves

@@ -128,9 +128,23 @@ class TaskDataModule(pl.LightningDataModule):
         """
         raise NotImplementedError(f"{type(self).__name__} does not predict (no prediction_features)")
 
+    @property
+    def prediction_column(self) -> str:
+        """The input column of ``predict.py``'s rows (a plain-text file's lines fill it)."""
+        return "text"
+
     def predict_collator(self) -> Any:
         """Turns a list of ``prediction_features(...)["inputs"]`` into a batch."""
         return self.collator(None)
+
+    def save_processor(self, folder: Any) -> None:
+        """``export.py``: the processor into a Hugging Face folder, as training used it (none: nothing)."""
+        if self.processor is not None:
+            self.processor.save_pretrained(folder)
+
+    def card_limits(self) -> list[str]:
+        """``export.py``'s model card: what the inputs are limited to (length, size), one sentence each."""
+        return []
 
     @property
     def model_kwargs(self) -> dict[str, Any]:

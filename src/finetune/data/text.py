@@ -57,6 +57,14 @@ class TextDataModule(TaskDataModule):
         """``max_length`` fits the tokenizer."""
         check_max_length(self.hparams.max_length, self.load_tokenizer())
 
+    def check_network(self, config: Any) -> str:
+        """``max_length`` within the tokenizer's limit or else the model's positions; the preflight's summary."""
+        from finetune.hf.checks import check_positions
+
+        max_length = self.hparams.max_length
+        limit = check_max_length(max_length, self.load_tokenizer()) or check_positions(max_length, config)
+        return f"max_length {max_length} of {limit or 'unlimited'} tokens"
+
     def cache_key(self) -> str:
         """The tokenized cache's key for this source, these settings and this tokenizer."""
         return cache_key(self.source_identity(), self.load_tokenizer(), self.cache_settings())
@@ -69,6 +77,16 @@ class TextDataModule(TaskDataModule):
 
         lengths = [len(ids) for ids in train["input_ids"]]
         return LengthGroupedBatchSampler(lengths, global_batch, self.hparams.seed)
+
+    def save_processor(self, folder: Any) -> None:
+        """The tokenizer, with ``model_max_length`` set to ``max_length``: the pipeline truncates as training did."""
+        tokenizer = self.load_tokenizer()
+        tokenizer.model_max_length = int(self.hparams.max_length)
+        tokenizer.save_pretrained(folder)
+
+    def card_limits(self) -> list[str]:
+        limit = self.hparams.max_length
+        return [f"Text beyond {limit} tokens is cut off (the tokenizer's `model_max_length` is set to it)."]
 
     def predict_collator(self) -> Any:
         """Pads a list of ``prediction_features(...)["inputs"]`` into a batch."""

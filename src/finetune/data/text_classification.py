@@ -117,6 +117,10 @@ class TextClassificationDataModule(TextDataModule):
         return self.source.identity()
 
     @property
+    def prediction_column(self) -> str:
+        return self.hparams.text_column
+
+    @property
     def text_columns(self) -> list[str]:
         """The text column, and the second text's column for sentence pairs."""
         return [c for c in (self.hparams.text_column, self.hparams.text_pair_column) if c]

@@ -1,5 +1,6 @@
-"""The preflight's checks of a Hugging Face network against its data: the config loads (no weights), ``max_length``
-fits its positions, and a checkpoint holds this model, of this size, with a head for the data's labels.
+"""The preflight's checks of a Hugging Face network against its data: the config loads (no weights), the data's
+inputs fit it (the data module's ``check_network``: ``max_length`` within its positions, the image size it
+takes), and a checkpoint holds this model, of this size, for this task and these labels.
 
 ``FineTuneModule.check_inputs`` calls ``check_hf_model``; a task whose network is not a Hugging Face model
 overrides that classmethod instead.
@@ -21,23 +22,20 @@ log = logging.getLogger(__name__)
 
 
 def check_hf_model(model: DictConfig, datamodule: Any, ckpt_path: str | None, module_class: Any) -> list[str]:
-    """The model reads the data's tokens: its config loads, ``max_length`` fits its positions, an adapter
-    (``peft=...``) attaches to it, and a checkpoint holds this kind of model (and adapter) with a head for the
-    data's labels."""
-    if not hasattr(datamodule, "load_tokenizer"):
-        raise UserError(f"{model._target_} reads text but {type(datamodule).__name__} has none; pick text data "
-                        "(data=demo) or the model for this data (experiment=linear_regression)")  # fmt: skip
+    """The model reads the data: its config loads, the data's inputs fit it (``check_network``), an adapter
+    (``peft=...``) attaches to it, and a checkpoint holds this kind of model (and adapter) for this task and data."""
+    if not hasattr(datamodule, "check_network"):
+        raise UserError(f"{model._target_} is a Hugging Face network but {type(datamodule).__name__} feeds it "
+                        "nothing it reads; pick data of its task (data=demo, data=digits) or the model for this data "
+                        "(experiment=linear_regression)")  # fmt: skip
     pretrained = OmegaConf.select(model, "net.pretrained")
     if pretrained is None:
-        raise UserError(f"the data is text but {model._target_} reads no text; pick a text model (model=minilm)")
-    hp = datamodule.hparams
+        raise UserError(f"{type(datamodule).__name__} feeds a Hugging Face network, but {model._target_} has none; "
+                        "pick a model of this task (model=minilm, model=vit_tiny)")  # fmt: skip
     overrides = OmegaConf.to_container(model.net.get("config_overrides") or OmegaConf.create({}))
     config = model_config(str(pretrained), bool(model.net.get("trust_remote_code", False)), overrides)
-    from finetune.data.preprocess import check_max_length
-
-    limit = check_max_length(hp.max_length, datamodule.load_tokenizer()) or _check_positions(hp.max_length, config)
     names = list(datamodule.model_kwargs.get("label_names") or [])
-    lines = [f"model: {pretrained} ({config.model_type}); max_length {hp.max_length} of {limit or 'unlimited'} tokens"]
+    lines = [f"model: {pretrained} ({config.model_type}); {datamodule.check_network(config)}"]
     adapter = None
     if model.get("peft"):  # peft=none composes to an empty node
         from finetune.adapters.check import check_adapter
@@ -68,7 +66,7 @@ def model_config(pretrained: str, trust_remote_code: bool = False, overrides: di
         ) from None
 
 
-def _check_positions(max_length: int, config: PretrainedConfig) -> int | None:
+def check_positions(max_length: int, config: PretrainedConfig) -> int | None:
     """For tokenizers that set no limit: ``max_length`` within the model's position embeddings."""
     limit = getattr(config, "max_position_embeddings", None)
     if isinstance(limit, int) and max_length > limit:

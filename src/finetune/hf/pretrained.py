@@ -14,10 +14,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+BUILTIN = "builtin:"  # a config (and processor) folder shipped in this package: src/finetune/hf/builtin/<name>
+
+
 def resolve_pretrained(name_or_path: str) -> str:
-    """Turn ``packaged:<package>`` into its hash-checked folder; hub names and local folders pass through."""
+    """Turn ``packaged:<package>`` into its hash-checked folder and ``builtin:<name>`` into this package's config
+    folder (networks built from a config, ``random_init``); hub names and local folders pass through."""
     if name_or_path.startswith(SCHEME):
         return str(packaged_model_dir(name_or_path.removeprefix(SCHEME)))
+    if name_or_path.startswith(BUILTIN):
+        from pathlib import Path
+
+        folder = Path(__file__).parent / "builtin" / name_or_path.removeprefix(BUILTIN)
+        if not (folder / "config.json").is_file():
+            known = sorted(p.name for p in folder.parent.iterdir() if p.is_dir())
+            raise UserError(f"unknown built-in config '{name_or_path}': known ones are {known}")
+        return str(folder)
     return name_or_path
 
 

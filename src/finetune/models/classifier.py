@@ -66,6 +66,11 @@ class SequenceClassifier(FineTuneModule):
         )
 
     pipeline_task = "text-classification"
+    card_usage = (
+        'pipe = pipeline("text-classification", model="{folder}", top_k=None)\n'
+        'pipe(["{example}"], truncation=True)   # every label with its probability'
+    )
+    card_example = "The battery lasts all day and the screen is sharp."
     peft_task_type = "SEQ_CLS"
     signature_keys = ("label_names",)
 

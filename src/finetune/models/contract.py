@@ -50,6 +50,9 @@ class TaskHooks:
 
     pipeline_task: ClassVar[str | None] = None  # the transformers pipeline an export serves (None: no export)
     peft_task_type: ClassVar[str | None] = None  # the task's peft.TaskType name (None: peft's generic PeftModel)
+    #: The model card's usage example (``{folder}``: the export, ``{example}``: ``card_example``) for ``pipeline_task``.
+    card_usage: ClassVar[str] = 'pipe = pipeline(model="{folder}")'
+    card_example: ClassVar[str] = ""
     #: The data-given settings (``model_kwargs`` / hyperparameters) a checkpoint of this task is bound to.
     signature_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -108,6 +111,11 @@ class TaskHooks:
     def prediction_record(self, output: torch.Tensor, extra: dict[str, Any]) -> dict[str, Any]:
         """``predict.py``: one row's JSON fields from its ``output`` and what its features kept aside (``extra``)."""
         raise NotImplementedError(f"{type(self).__name__} does not predict (no prediction_record)")
+
+    @classmethod
+    def card_purpose(cls, labels: list[str] | None) -> str:
+        """The model card's "It ..." sentence: what the model does with an input."""
+        return f"assigns one of {len(labels)} labels ({', '.join(labels)})" if labels else "assigns a score"
 
     @classmethod
     def predicts(cls) -> bool:

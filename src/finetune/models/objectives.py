@@ -17,7 +17,7 @@ from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef, SpearmanC
 from finetune.errors import UserError
 
 LOSSES = ("auto", "cross_entropy", "mse")
-CLASSIFICATION_METRICS = ("acc", "f1", "f1_pos", "mcc")
+CLASSIFICATION_METRICS = ("acc", "f1", "f1_pos", "mcc", "top5")
 REGRESSION_METRICS = ("pearson", "spearman", "mse")
 LOWER_IS_BETTER = ("mse",)
 
@@ -29,10 +29,19 @@ def _metric(name: str, num_classes: int) -> Metric:
     if name == "f1":  # macro F1: every class counts the same
         return MulticlassF1Score(num_classes=num_classes, average="macro")
     if name == "f1_pos":  # F1 of class 1, GLUE's F1 for MRPC and QQP
-        return BinaryF1Score()
+        return PositiveF1()
     if name == "mcc":  # Matthews correlation, GLUE's metric for CoLA
         return MulticlassMatthewsCorrCoef(num_classes=num_classes)
+    if name == "top5":  # the true class among the five highest scores (ImageNet's second number)
+        return MulticlassAccuracy(num_classes=num_classes, top_k=5, average="micro")
     return {"pearson": PearsonCorrCoef, "spearman": SpearmanCorrCoef, "mse": MeanSquaredError}[name]()
+
+
+class PositiveF1(BinaryF1Score):
+    """F1 of class 1 from class scores (N, 2), which the other metrics take as they are."""
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        super().update(preds.argmax(-1) if preds.ndim == 2 else preds, target)
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,9 @@ class Objective:
         return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
-        """Class ids, or the scores themselves for regression (not arg-maxed)."""
-        return logits.float().squeeze(-1) if self.regression else logits.argmax(-1)
+        """Class scores (N, C), which the class metrics arg-max themselves and top-5 ranks, or the scores
+        themselves for regression."""
+        return logits.float().squeeze(-1) if self.regression else logits.float()
 
     def metrics(self, prefix: str) -> MetricCollection:
         """The task's metrics, named ``<prefix><metric>`` (``val/acc``, ``test/mcc``, ...)."""
@@ -109,6 +119,8 @@ def objective_for(
         raise UserError(f"data.metrics {wrong} do not apply to {kind}; choose from {list(allowed)}")
     if "f1_pos" in names and num_outputs != 2:
         raise UserError(f"metric f1_pos needs 2 classes, the data has {num_outputs}")
+    if "top5" in names and num_outputs <= 5:
+        raise UserError(f"metric top5 needs more than 5 classes, the data has {num_outputs}")
     main = main_metric or names[0]
     if main not in names:
         raise UserError(f"data.main_metric '{main}' is not one of data.metrics {list(names)}")

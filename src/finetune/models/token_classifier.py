@@ -56,8 +56,19 @@ class TokenClassifier(FineTuneModule):
         )
 
     pipeline_task = "token-classification"
+    card_usage = (
+        'pipe = pipeline("token-classification", model="{folder}", aggregation_strategy="first")\n'
+        'pipe("{example}")   # entities with character offsets\n'
+        '# scored as in training: pipe(words, is_split_into_words=True, aggregation_strategy="none"), '
+        "each word's first sub-token"
+    )
+    card_example = "Ada Lovelace visited London with Charles Babbage"
     peft_task_type = "TOKEN_CLS"
     signature_keys = ("label_names",)
+
+    @classmethod
+    def card_purpose(cls, labels: list[str] | None) -> str:
+        return "tags words with the entity types above"
 
     def build_metrics(self, prefix: str) -> MetricCollection:
         accuracy = MulticlassAccuracy(len(self.tag_names), average="micro", ignore_index=IGNORED)

@@ -1,6 +1,7 @@
 """``python export.py run=<run dir> [out=<dir>] [merge=true]``: the run's model as a Hugging Face folder that
-``transformers.pipeline`` loads: safetensors weights, the config with ``id2label``/``label2id``, the tokenizer
-(``model_max_length`` set to the run's ``data.max_length``), a model card, and ``finetune_run.json`` (where it
+``transformers.pipeline`` loads: safetensors weights, the config with ``id2label``/``label2id``, the data's
+processor (a tokenizer with ``model_max_length`` set to the run's ``data.max_length``, an image processor), a
+model card, and ``finetune_run.json`` (where it
 came from). A peft run's export is its adapter in peft's format (``adapter_config.json`` and
 ``adapter_model.safetensors``, the task head included) for ``AutoPeftModelFor<Task>``; ``merge=true`` merges the
 adapter into the base and writes a plain model. Written into a temporary folder beside ``out`` and renamed, so
@@ -37,7 +38,7 @@ def export(cfg: DictConfig) -> Path:
     if module_class.pipeline_task is None:
         raise UserError(
             f"{module_class.__name__} has no Hugging Face form to export; export takes a run of a Hugging Face "
-            "task (sequence or token classification)"
+            "task (sequence, token or image classification)"
         )
     if cfg.get("merge") and not finished.config.get("peft"):
         raise UserError(f"merge=true merges a peft adapter, but {finished.run_dir} trained every weight (peft=none); "
@@ -63,11 +64,9 @@ def write_folder(folder: Path, finished: Any, module: Any, datamodule: Any, fina
     folder.mkdir(parents=True)
     adapter = is_adapted(module.net) and not merge
     module.save_pretrained(folder, merge=merge)
-    tokenizer = datamodule.load_tokenizer()
-    tokenizer.model_max_length = int(datamodule.hparams.max_length)  # the pipeline truncates as training did
-    tokenizer.save_pretrained(folder)
+    datamodule.save_processor(folder)  # the tokenizer or image processor, set as training used it
     labels = (finished.summary.get("label_names") or None) if module.net.config.problem_type != "regression" else None
-    atomic.write_text(folder / "README.md", model_card(finished, module.pipeline_task, labels, final, adapter))
+    atomic.write_text(folder / "README.md", model_card(finished, module, datamodule, labels, final, adapter))
     for path in folder.iterdir():  # some writers create files readable by their owner only
         path.chmod(0o644 & ~_umask())
     atomic.write_json(

@@ -13,18 +13,6 @@ from finetune.hf.packaged import SCHEME
 from finetune.run import provenance
 from finetune.use.finished import FinishedRun
 
-USAGE = {
-    "text-classification": (
-        'pipe = pipeline("text-classification", model="{folder}", top_k=None)\n'
-        'pipe(["{example}"], truncation=True)   # every label with its probability'
-    ),
-    "token-classification": (
-        'pipe = pipeline("token-classification", model="{folder}", aggregation_strategy="first")\n'
-        'pipe("{example}")   # entities with character offsets\n'
-        '# scored as in training: pipe(words, is_split_into_words=True, aggregation_strategy="none"), '
-        "each word's first sub-token"
-    ),
-}
 # An adapter folder: the base comes from adapter_config.json's base_model_name_or_path, the head from the adapter.
 ADAPTER_USAGE = (
     "from peft import {peft_class}\n"
@@ -32,8 +20,6 @@ ADAPTER_USAGE = (
     'model = {peft_class}.from_pretrained("{folder}"{labels})\n'
     'tokenizer = AutoTokenizer.from_pretrained("{folder}")'
 )
-EXAMPLES = {"text-classification": "The battery lasts all day and the screen is sharp.",
-            "token-classification": "Ada Lovelace visited London with Charles Babbage"}  # fmt: skip
 
 
 def front_matter(task: str, base: dict[str, Any] | None, dataset: str | None) -> dict[str, Any]:
@@ -47,8 +33,13 @@ def front_matter(task: str, base: dict[str, Any] | None, dataset: str | None) ->
     return meta
 
 
-def model_card(finished: FinishedRun, task: str, labels: list[str] | None, folder: str, adapter: bool = False) -> str:
-    """The card's markdown (YAML front matter first); ``adapter``: the folder holds a peft adapter."""
+def model_card(
+    finished: FinishedRun, module: Any, datamodule: Any, labels: list[str] | None, folder: str, adapter: bool = False
+) -> str:
+    """The card's markdown (YAML front matter first). The usage example and what the model does come from the
+    task (``TaskHooks.card_usage``, ``card_purpose``), the input limits from its data (``card_limits``);
+    ``adapter``: the folder holds a peft adapter."""
+    task = module.pipeline_task
     record = provenance.read(finished.run_dir)
     summary, config = finished.summary, finished.config
     net = (config.get("model") or {}).get("net") or {}
@@ -61,7 +52,7 @@ def model_card(finished: FinishedRun, task: str, labels: list[str] | None, folde
     lines += ["## How to use", "", "```python", "from transformers import pipeline", ""]
     if adapter:
         lines += [_adapter_usage(config, task, labels, folder), ""]
-    usage = USAGE[task].format(folder=folder, example=EXAMPLES[task])
+    usage = module.card_usage.format(folder=folder, example=module.card_example)
     lines += [usage.replace(f'model="{folder}"', "model=model, tokenizer=tokenizer") if adapter else usage, "```", ""]
     if labels:
         lines += ["## Labels", "", ", ".join(f"`{name}`" for name in labels), ""]
@@ -69,7 +60,7 @@ def model_card(finished: FinishedRun, task: str, labels: list[str] | None, folde
     lines += [f"| {name} | {value:.4f} |" for name, value in sorted(finished.test_metrics.items())]
     lines += ["", f"Data: {_split_text(data)}.", ""]
     lines += ["## Training", "", *_training_facts(finished, record, base, data, summary, config), ""]
-    lines += ["## Intended use and limits", "", *_limits(task, data, labels, config), ""]
+    lines += ["## Intended use and limits", "", *_limits(module.card_purpose(labels), data, datamodule), ""]
     return "\n".join(lines)
 
 
@@ -108,16 +99,11 @@ def _training_facts(
     ]
 
 
-def _limits(task: str, data: dict[str, Any], labels: list[str] | None, config: Any) -> list[str]:
-    max_length = (config.get("data") or {}).get("max_length")
-    names = f" one of {len(labels)} labels ({', '.join(labels)})" if labels and task == "text-classification" else ""
-    kind = (
-        "tags words with the entity types above" if task == "token-classification" else f"assigns{names or ' a score'}"
-    )
+def _limits(purpose: str, data: dict[str, Any], datamodule: Any) -> list[str]:
     return [
-        f"- It {kind}, for texts like those of `{data.get('dataset')}`; it knows no other labels.",
+        f"- It {purpose}, for inputs like those of `{data.get('dataset')}`; it knows no other labels.",
         f"- It was trained on {_split_text(data)} only: expect lower quality on other domains, languages and styles.",
-        f"- Text beyond {max_length} tokens is cut off (the tokenizer's `model_max_length` is set to it).",
+        *(f"- {line}" for line in datamodule.card_limits()),
         "- The test figures above come from one seeded run on held-out data of the same source; they do not "
         "measure fairness, robustness or safety.",
     ]

@@ -32,7 +32,8 @@ SHARD = "rows.rank{rank}.jsonl"
 
 def length_batches(features: list[dict[str, Any]], batch_size: int, rank: int, world: int) -> list[list[int]]:
     """Positions of the predictable features, longest first, in batches; this process's share of the batches."""
-    order = sorted(range(len(features)), key=lambda i: -len(features[i]["inputs"]["input_ids"]))
+    # Texts of similar length together pad little; inputs without tokens (images) keep their order.
+    order = sorted(range(len(features)), key=lambda i: -len(features[i]["inputs"].get("input_ids", ())))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     return batches[rank::world]
 
@@ -136,8 +137,8 @@ def check_predicts(config: DictConfig) -> None:
 
 
 def default_column(datamodule: Any) -> str:
-    """The column a txt line fills: the run's text column (``text`` for tagging)."""
-    return getattr(datamodule.hparams, "text_column", None) or "text"
+    """The column a txt line fills: the run's input column (``TaskDataModule.prediction_column``)."""
+    return datamodule.prediction_column
 
 
 def predict_trainer(cfg: DictConfig, writer: RowWriter) -> pl.Trainer:
