@@ -114,8 +114,8 @@ def test_digits_gate_tiny_vit_from_scratch(make_cfg) -> None:
     """``experiment=digits`` (a 2-layer ViT built from its config, 20 epochs, lr 2e-3): test accuracy on the 180
     held-out digits of at least 0.92 averaged over seeds 42, 1 and 2, no seed below 0.90.
 
-    Measured on this 2-core CPU (2026-12-03, fp32): seed 42 -> 0.956, 1 -> 0.933, 2 -> 0.944 (mean 0.944). The seed also draws
-    the split. About a minute per seed.
+    Measured on this 2-core CPU (2026-12-03, fp32): seed 42 -> 0.956, 1 -> 0.933, 2 -> 0.944 (mean 0.944). The
+    seed also draws the split. About a minute per seed.
     """
     scores = []
     for seed in (42, 1, 2):
