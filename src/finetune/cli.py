@@ -24,23 +24,20 @@ def config_dir() -> str:
 
 def run_task(cfg, prepare: Callable | None = None, finish: Callable | None = None) -> float | None:
     """The Hydra task: resume or start the run (``finetune.run.resume``), train; on failure record it in the job's dir.
-
     ``prepare(cfg) -> cfg`` turns the command's config into the one to run (``rerun=<dir>`` by default: that run's
     saved config; ``eval.py``: a test-only config of a finished run); ``finish(cfg)`` reports after it ran (the
     rerun's comparison, the eval's table). Both run inside the same error handling.
 
-    A single run turns a ``UserError`` into one line on stderr and exit status 2 (other errors keep their
-    traceback). A multirun job returns NaN instead, so the sweep goes on; ``finetune.run.sweep.SweepReport``
-    counts the failures at the end and exits non-zero. A run stopped by a cluster's signal exits with
-    128 + the signal's number after requeueing its SLURM job (``finetune.trainer.preemption``). A failure is
-    recorded only in a dir this command made or claimed, never in an earlier run it was pointed at. Whatever
-    happens, this job's wandb run and DDP process group are closed.
+    A ``UserError`` is one line on stderr and exit status 2 (other errors keep their traceback); a multirun job
+    returns NaN, so the sweep goes on (``SweepReport`` counts failures at the end). A cluster's signal exits with
+    128 + its number after requeueing the SLURM job. A failure is recorded only in a dir this command made or
+    claimed, never in a run it was pointed at. This job's wandb run and DDP process group are always closed.
     """
     from finetune.run.outcome import FAILED, INTERRUPTED, holds_run, record_outcome
     from finetune.run.resume import plan_resume
-    from finetune.run.sweep import FAILED_TRIAL, in_multirun, report_interrupted_sweep
+    from finetune.run.sweep import FAILED_TRIAL, in_multirun
     from finetune.trainer.distributed import is_rank_zero, rank_tag
-    from finetune.trainer.preemption import RunPreempted, requeue_slurm_job
+    from finetune.trainer.preemption import RunPreempted
 
     ours = not holds_run(Path(cfg.paths.output_dir))  # False: Hydra's dir is an earlier run (continued once claimed)
     if prepare is None and cfg.get("rerun"):  # rerun=<dir>: that run's saved config, in this dir
@@ -61,16 +58,10 @@ def run_task(cfg, prepare: Callable | None = None, finish: Callable | None = Non
             finish(cfg)
         return value
     except RunPreempted as preemption:  # metrics.json says interrupted; the checkpoint is saved
-        if is_rank_zero():
-            requeue_slurm_job()
-        print(f"interrupted: {preemption}; rerun the same command to resume", file=sys.stderr)
-        raise SystemExit(preemption.exit_code) from None
+        _exit_preempted(preemption)
     except KeyboardInterrupt as error:  # Ctrl-C: the job says so, and a multirun still gets its report
         record(INTERRUPTED, error)
-        if in_multirun() and is_rank_zero():
-            report_interrupted_sweep()
-        print("interrupted (Ctrl-C); rerun the same command to resume", file=sys.stderr)
-        raise SystemExit(130) from None
+        _exit_interrupted()
     except Exception as raised:
         error = user_error_inside(raised)  # a UserError wrapped by Hydra's instantiate is still a UserError
         record(FAILED, error)
@@ -81,6 +72,28 @@ def run_task(cfg, prepare: Callable | None = None, finish: Callable | None = Non
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         raise
+
+
+def _exit_preempted(preemption: BaseException) -> None:
+    """A cluster's signal: requeue the SLURM job (rank 0) and exit with 128 + the signal's number."""
+    from finetune.trainer.distributed import is_rank_zero
+    from finetune.trainer.preemption import requeue_slurm_job
+
+    if is_rank_zero():
+        requeue_slurm_job()
+    print(f"interrupted: {preemption}; rerun the same command to resume", file=sys.stderr)
+    raise SystemExit(preemption.exit_code) from None
+
+
+def _exit_interrupted() -> None:
+    """Ctrl-C: a multirun still gets its report; exit status 130."""
+    from finetune.run.sweep import in_multirun, report_interrupted_sweep
+    from finetune.trainer.distributed import is_rank_zero
+
+    if in_multirun() and is_rank_zero():
+        report_interrupted_sweep()
+    print("interrupted (Ctrl-C); rerun the same command to resume", file=sys.stderr)
+    raise SystemExit(130) from None
 
 
 def train_job(cfg, plan) -> float | None:

@@ -100,22 +100,17 @@ def hf_model(
     from the same config. The data module supplies ``label_names`` and ``problem_type``.
 
     Args:
-        auto_class: the transformers Auto class of the task (``AutoModelForSequenceClassification``,
-            ``AutoModelForTokenClassification``, ``AutoModelForQuestionAnswering``, ``AutoModelForCausalLM`` ...).
-        pretrained: hub name (``bert-base-uncased``), local folder, or ``packaged:<package>``.
+        auto_class: the task's transformers Auto class (``AutoModelForSequenceClassification`` ...).
+        pretrained: hub name (``bert-base-uncased``), local folder, ``packaged:<package>`` or ``builtin:<config>``.
         label_names: class (or tag) names in id order; None for heads without labels.
         problem_type: ``single_label_classification`` or ``regression`` (sequence classification only).
-        random_init: random weights from ``pretrained``'s config (with ``config_overrides``): a tiny model of
-            the same family for tests, with its vocabulary and none of its weights; needs no download.
+        random_init: random weights from ``pretrained``'s config (with ``config_overrides``): no download.
         config_overrides: config fields to change (``hidden_size``, ``num_hidden_layers``, dropouts ...).
         trust_remote_code: run modelling code shipped with the checkpoint. Off unless you trust its author.
-        attn_implementation: ``sdpa`` (PyTorch's fused scaled-dot-product attention), ``eager``, or
-            ``flash_attention_2`` (needs the flash-attn package and a GPU); None: transformers' default.
+        attn_implementation: ``sdpa`` (fused attention), ``eager``, ``flash_attention_2`` (flash-attn, GPU).
         gradient_checkpointing: trade compute for activation memory (long sequences, big batches on a GPU).
-        quantization: a ``transformers.BitsAndBytesConfig`` (``peft=qlora``): the pretrained weights load in 4 bits;
-            the task head stays in full precision (it is trained).
-        init_seed: the seed of ``random_init``'s weights, so the same config builds the same network again (a
-            LoRA checkpoint holds no frozen weights); None: the global random state.
+        quantization: a ``BitsAndBytesConfig`` (``peft=qlora``): 4-bit pretrained weights, the head in full.
+        init_seed: ``random_init``'s seed, so a config builds the same network again; None: the global stream.
     """
     from transformers import AutoConfig
 
@@ -130,14 +125,8 @@ def hf_model(
         if random_init:
             model = _random_model(auto, config, attn_implementation, init_seed, quantization)
         else:
-            quantized = _quantized(quantization, auto, config)
-            model = auto.from_pretrained(
-                source,
-                config=config,
-                trust_remote_code=trust_remote_code,
-                attn_implementation=attn_implementation,
-                **quantized,
-            )
+            options = {"trust_remote_code": trust_remote_code, "attn_implementation": attn_implementation}
+            model = auto.from_pretrained(source, config=config, **options, **_quantized(quantization, auto, config))
     except OSError as error:
         raise _hub_hint(pretrained, error) from error
     if gradient_checkpointing:  # recompute activations in backward: less memory, about a third more compute

@@ -87,16 +87,9 @@ def warmup_schedule(
 
     if name not in KNOBS:
         raise UserError(f"scheduler.name must be one of {', '.join(KNOBS)}; got {name!r}")
-    knobs = {
-        "num_cycles": num_cycles,
-        "power": power,
-        "lr_end": lr_end,
-        "timescale": timescale,
-        "decay_ratio": decay_ratio,
-        "decay_type": decay_type,
-        "min_lr_ratio": min_lr_ratio,
-    }
-    given = _knobs_of(name, knobs)
+    values = (num_cycles, power, lr_end, timescale, decay_ratio, decay_type, min_lr_ratio)
+    names = ("num_cycles", "power", "lr_end", "timescale", "decay_ratio", "decay_type", "min_lr_ratio")
+    given = _knobs_of(name, dict(zip(names, values, strict=True)))
     warmup = _warmup(num_training_steps, warmup_ratio, warmup_steps)
     if name == "constant" and warmup:
         name = "constant_with_warmup"
