@@ -114,3 +114,13 @@ def test_unknown_optimizer_exits_nonzero_with_choices(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Could not find 'optimizer/adamx'" in result.stderr and "adamw" in result.stderr
     assert not (tmp_path / "train").exists()  # nothing written for a config that never composed
+
+
+def test_help_piped_into_a_reader_that_stops_early_is_no_error() -> None:
+    import sys
+
+    # `true` reads nothing and exits at once: by the time the help is printed, its pipe is closed.
+    shell = f"{sys.executable} train.py --help | true"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -145,6 +145,9 @@ def errors_in_one_line() -> Iterator[None]:
     stderr, sys.stderr = sys.stderr, RedactingStream(sys.stderr)  # Hydra writes a failed job's overrides there
     try:
         yield
+    except BrokenPipeError:  # the reader closed its end (python train.py --help | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's final flush fails too
+        raise SystemExit(0) from None
     except Exception as error:
         from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 

@@ -221,8 +221,9 @@ def load_image_processor(name: str) -> Any:
         return AutoImageProcessor.from_pretrained(resolve_pretrained(str(name)))
     except (OSError, ValueError) as error:
         reason = str(error).splitlines()[0].split(". ")[0]  # transformers adds hub advice that does not apply
-        raise UserError(f"could not load the image processor of '{name}' ({reason}); point "
-                        "data.processor at a folder holding preprocessor_config.json") from None  # fmt: skip
+        raise UserError(f"could not load the image processor of '{name}' ({reason}); pick an image model "
+                        "(model=vit_tiny, or experiment=digits) or point data.processor at a folder holding "
+                        "preprocessor_config.json") from None  # fmt: skip
 
 
 def processed_size(processor: Any) -> tuple[int, int] | None:
