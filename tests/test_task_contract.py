@@ -65,3 +65,16 @@ def test_checkpoints_carry_a_signature_that_the_preflight_compares(make_cfg, tmp
     # The same checkpoint for another task (token classification on WNUT-16): refused on the task and the labels.
     with pytest.raises(UserError, match=r"does not fit this config and data: task SequenceClassifier there, "):
         validate_config(make_cfg("experiment=ner", f"ckpt_path={summary['best_checkpoint']}"))
+
+
+def test_model_dtype_builds_the_network_in_it_and_a_wrong_one_is_one_line(make_cfg) -> None:
+    from hydra.utils import instantiate
+
+    from finetune.train import build_module
+
+    cfg = make_cfg("model.net.dtype=bfloat16")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    assert {p.dtype for p in build_module(cfg, datamodule).net.parameters()} == {torch.bfloat16}
+    with pytest.raises(UserError, match=r"^model.net.dtype=float8 is not a weights dtype; use one of \['float32'"):
+        validate_config(make_cfg("model.net.dtype=float8"))

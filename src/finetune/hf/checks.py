@@ -32,6 +32,9 @@ def check_hf_model(model: DictConfig, datamodule: Any, ckpt_path: str | None, mo
     if pretrained is None:
         raise UserError(f"{type(datamodule).__name__} feeds a Hugging Face network, but {model._target_} has none; "
                         "pick a model of this task (model=minilm, model=vit_tiny)")  # fmt: skip
+    from finetune.hf.pretrained import torch_dtype
+
+    torch_dtype(model.net.get("dtype"))  # a dtype the network can be built in
     overrides = OmegaConf.to_container(model.net.get("config_overrides") or OmegaConf.create({}))
     config = model_config(str(pretrained), bool(model.net.get("trust_remote_code", False)), overrides)
     names = list(datamodule.model_kwargs.get("label_names") or [])

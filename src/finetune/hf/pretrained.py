@@ -95,6 +95,7 @@ def hf_model(
     gradient_checkpointing: bool = False,
     quantization: Any = None,
     init_seed: int | None = None,
+    dtype: str = "float32",
 ) -> PreTrainedModel:
     """A Hugging Face model for a task, built by its Auto class (from the task's config): pretrained, or random
     from the same config. The data module supplies ``label_names`` and ``problem_type``.
@@ -111,22 +112,22 @@ def hf_model(
         gradient_checkpointing: trade compute for activation memory (long sequences, big batches on a GPU).
         quantization: a ``BitsAndBytesConfig`` (``peft=qlora``): 4-bit pretrained weights, the head in full.
         init_seed: ``random_init``'s seed, so a config builds the same network again; None: the global stream.
+        dtype: the weights' dtype, ``float32``, ``bfloat16`` or ``float16`` (a large model in half the memory).
     """
     from transformers import AutoConfig
 
-    auto = _auto_class(auto_class)
-    source = resolve_pretrained(pretrained)
+    auto, source = _auto_class(auto_class), resolve_pretrained(pretrained)
     if trust_remote_code:
         log.warning("trust_remote_code=true: code from %s will run on this machine", pretrained)
     fields = {**_label_maps(label_names, problem_type), **dict(config_overrides or {})}
-    try:
-        # Explicit trust_remote_code: transformers' default (None) may prompt on stdin when a repo ships code.
+    options = {"attn_implementation": attn_implementation, "dtype": torch_dtype(dtype)}
+    try:  # explicit trust_remote_code: transformers' default (None) may prompt on stdin when a repo ships code
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **fields)
         if random_init:
-            model = _random_model(auto, config, attn_implementation, init_seed, quantization)
+            model = _random_model(auto, config, options, init_seed, quantization)
         else:
-            options = {"trust_remote_code": trust_remote_code, "attn_implementation": attn_implementation}
-            model = auto.from_pretrained(source, config=config, **options, **_quantized(quantization, auto, config))
+            options |= {"trust_remote_code": trust_remote_code, **_quantized(quantization, auto, config)}
+            model = auto.from_pretrained(source, config=config, **options)
     except OSError as error:
         raise _hub_hint(pretrained, error) from error
     if gradient_checkpointing:  # recompute activations in backward: less memory, about a third more compute
@@ -134,17 +135,34 @@ def hf_model(
     return model
 
 
-def _random_model(auto: Any, config: Any, attn_implementation: str | None, seed: int | None, quantization: Any) -> Any:
-    """Random weights from the config, drawn from their own seeded stream when ``seed`` is set."""
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def torch_dtype(name: str | None) -> Any:
+    """The torch dtype named by ``model.net.dtype`` (None: float32).
+
+    Raises:
+        UserError: a name that is not one of ``DTYPES``.
+    """
+    import torch
+
+    if str(name or "float32") not in DTYPES:
+        raise UserError(f"model.net.dtype={name} is not a weights dtype; use one of {list(DTYPES)}")
+    return getattr(torch, str(name or "float32"))
+
+
+def _random_model(auto: Any, config: Any, options: dict[str, Any], seed: int | None, quantization: Any) -> Any:
+    """Random weights from the config (``options``: attention, dtype), from their own seeded stream when
+    ``seed`` is set."""
     import torch
 
     if quantization is not None:
         raise UserError("peft=qlora quantizes pretrained weights; model.net.random_init=true has none (use peft=lora)")
     if seed is None:
-        return auto.from_config(config, attn_implementation=attn_implementation)
+        return auto.from_config(config, **options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return auto.from_config(config, attn_implementation=attn_implementation)
+        return auto.from_config(config, **options)
 
 
 def _quantized(quantization: Any, auto: Any, config: Any) -> dict[str, Any]:
