@@ -12,6 +12,7 @@ import pytest
 
 from finetune.train import train
 from tests.conftest import SHARED_DATA
+from tests.helpers.commands import drop_run
 
 SST2 = SHARED_DATA / "glue" / "SST-2"
 STSB = SHARED_DATA / "glue" / "STS-B"
@@ -57,6 +58,7 @@ def test_sst2_gate_minilm_reaches_084_accuracy(make_cfg) -> None:
             fast=False,
         )
         summary = train(cfg)
+        drop_run(cfg)
         assert summary["global_step"] == 250, summary  # 8,000 / 32: every sentence seen once
         accuracies.append(summary["metrics"]["test/acc"])
     assert sum(accuracies) / len(accuracies) >= 0.84, accuracies

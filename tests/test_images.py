@@ -15,7 +15,7 @@ from finetune.data.images import ImageBatch, load_image_processor
 from finetune.errors import UserError
 from finetune.run.preflight import validate_config
 from finetune.train import train
-from tests.helpers.commands import error_line, run_script, succeeded
+from tests.helpers.commands import drop_run, error_line, run_script, succeeded
 
 PROCESSOR = "builtin:vit_tiny"
 DIGITS = ["experiment=digits", "model=vit_tiny"]  # after make_cfg's model=tiny_random, which would win otherwise
@@ -119,7 +119,9 @@ def test_digits_gate_tiny_vit_from_scratch(make_cfg) -> None:
     """
     scores = []
     for seed in (42, 1, 2):
-        summary = train(make_cfg("experiment=digits", f"seed={seed}", "++callbacks.progress_bar=null", fast=False))
+        cfg = make_cfg("experiment=digits", f"seed={seed}", "++callbacks.progress_bar=null", fast=False)
+        summary = train(cfg)
+        drop_run(cfg)
         scores.append(summary["metrics"]["test/acc"])
         print(f"seed {seed}: test/acc {scores[-1]:.3f}", flush=True)
     assert sum(scores) / len(scores) >= 0.92, scores

@@ -14,6 +14,7 @@ from finetune.data.token_classification import IGNORED, align
 from finetune.errors import UserError
 from finetune.models.entity_metrics import EntityScores
 from finetune.train import train
+from tests.helpers.commands import drop_run
 
 TAGS = ["O", "B-person", "B-place", "I-person", "I-place"]
 
@@ -186,6 +187,7 @@ def test_ner_gate_minilm_on_wnut16(make_cfg) -> None:
     for seed in (42, 1, 2):
         cfg = make_cfg("experiment=ner", f"seed={seed}", "logger=csv", "++callbacks.progress_bar=null", fast=False)
         summary = train(cfg)
+        drop_run(cfg)
         assert summary["global_step"] == 5 * math.ceil(1938 / 32), summary  # every sentence seen 5 times
         scores.append(summary["metrics"]["test/f1"])
         print(f"seed {seed}: test/f1 {scores[-1]:.3f}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from finetune.train import train
+from tests.helpers.commands import drop_run
 
 
 @pytest.mark.slow
@@ -21,5 +22,6 @@ def test_default_run_reaches_the_accuracy_threshold(make_cfg) -> None:
     for seed in (42, 1, 2):
         cfg = make_cfg("logger=csv", "++callbacks.progress_bar=null", f"seed={seed}", fast=False)
         accuracies.append(train(cfg)["metrics"]["test/acc"])
+        drop_run(cfg)
     assert sum(accuracies) / len(accuracies) >= 0.85, accuracies
     assert min(accuracies) >= 0.80, accuracies

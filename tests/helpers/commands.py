@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ROOT
 
@@ -39,3 +40,10 @@ def tree_state(folder: Path) -> dict[str, tuple[int, int]]:
     return {
         str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
     }
+
+
+def drop_run(cfg: Any) -> None:
+    """Delete a finished gate run's dir: a gate keeps its numbers, not its checkpoints (up to 800 MB a run)."""
+    import shutil
+
+    shutil.rmtree(cfg.paths.output_dir, ignore_errors=True)
