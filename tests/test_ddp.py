@@ -21,6 +21,14 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.xdist_group("ddp")  # one DDP test at a time under pytest -n: they start processes
 
+
+def test_ddp_tests_share_one_worker_under_loadgroup(request: pytest.FixtureRequest) -> None:
+    """``make test`` runs ``--dist loadgroup``: xdist marks each grouped test's id with its group, and sends a
+    group to one worker (pytest 9.2 broke this silently: pyproject pins pytest below it)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("grouping applies to pytest -n ... --dist loadgroup only")
+    assert request.node.nodeid.endswith("@ddp"), request.node.nodeid
+
 # The demo reviews cut to 128 training examples; the tiny model without dropout (a step is then a function of
 # the batch alone, so 1 and 2 processes can be compared) in fp32 (bf16 rounds a batch of 8 and the same rows
 # inside a batch of 16 differently); 2 epochs of 8 steps at a global batch of 16.
