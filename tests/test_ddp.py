@@ -29,6 +29,7 @@ def test_ddp_tests_share_one_worker_under_loadgroup(request: pytest.FixtureReque
         pytest.skip("grouping applies to pytest -n ... --dist loadgroup only")
     assert request.node.nodeid.endswith("@ddp"), request.node.nodeid
 
+
 # The demo reviews cut to 128 training examples; the tiny model without dropout (a step is then a function of
 # the batch alone, so 1 and 2 processes can be compared) in fp32 (bf16 rounds a batch of 8 and the same rows
 # inside a batch of 16 differently); 2 epochs of 8 steps at a global batch of 16.
