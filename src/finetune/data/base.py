@@ -72,7 +72,7 @@ class TaskDataModule(pl.LightningDataModule):
         if not 0.0 < val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
         self.splits: DatasetDict | None = None
-        self._cached: tuple[DatasetDict, Any] | None = None  # what the preflight read from the cache
+        self._cached: tuple[DatasetDict, Any] | None = None  # what the preflight read from the cache or built
 
     # ---- what a task supplies
     def build(self) -> tuple[DatasetDict, Any]:
@@ -81,7 +81,8 @@ class TaskDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def inspect(self) -> tuple[dict[str, int], Any]:
-        """Read and check the raw data without processing it: split sizes and the label description."""
+        """Read and check the raw data without processing it: split sizes and the label description (a task
+        with a cache; without one the preflight builds the splits, which it then keeps)."""
         raise NotImplementedError
 
     def read_labels(self, labels: Any) -> None:
@@ -133,6 +134,11 @@ class TaskDataModule(pl.LightningDataModule):
         """The input column of ``predict.py``'s rows (a plain-text file's lines fill it)."""
         return "text"
 
+    @classmethod
+    def predicts(cls) -> bool:
+        """Whether the task implements ``predict.py``'s hook (``prediction_features``)."""
+        return cls.prediction_features is not TaskDataModule.prediction_features
+
     def predict_collator(self) -> Any:
         """Turns a list of ``prediction_features(...)["inputs"]`` into a batch."""
         return self.collator(None)
@@ -174,7 +180,8 @@ class TaskDataModule(pl.LightningDataModule):
         self.check_settings()
         key = self.cache_key()
         cached = self._cached or (load_cached(self.hparams.cache_dir, key) if key else None)
-        source = "cache" if cached is not None else ("raw data, processed and cached" if key else "raw data")
+        kept = "cache" if key else "read by the preflight"
+        source = kept if cached is not None else ("raw data, processed and cached" if key else "raw data")
         if cached is None:
             built = self.build()
             cached = save_cached(self.hparams.cache_dir, key, *built) if key else built
@@ -193,7 +200,8 @@ class TaskDataModule(pl.LightningDataModule):
         """
         self.check_settings()
         key = self.cache_key()
-        cached = self._cached = load_cached(self.hparams.cache_dir, key) if key else None
+        # Without a cache, processing happens on the fly, so building is reading: do it once, here, for setup too.
+        cached = self._cached = load_cached(self.hparams.cache_dir, key) if key else self.build()
         if cached is not None:
             splits, labels = cached
             sizes = {split: len(data) for split, data in splits.items()}

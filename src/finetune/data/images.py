@@ -78,6 +78,8 @@ class ImageClassificationDataModule(TaskDataModule):
         hp = self.hparams
         raw = self.source.load()
         names = list(hp.label_names or sorted({str(label) for label in raw["train"]["label"]}))
+        if len(names) < 2:
+            raise UserError(f"image classification needs at least 2 classes; the training data has {names}")
         ids = {name: i for i, name in enumerate(names)}
         for split, data in raw.items():
             unknown = next((str(x) for x in data["label"] if str(x) not in ids), None)
@@ -86,16 +88,10 @@ class ImageClassificationDataModule(TaskDataModule):
                                 "it, or list every class in data.label_names")  # fmt: skip
         raw = {s: d.map(lambda row: {"label": ids[str(row["label"])]}) for s, d in raw.items()}
         splits = arrange_splits(raw, "test", hp.val_fraction, hp.seed, test_fraction=hp.test_fraction)
-        if len(names) < 2:
-            raise UserError(f"image classification needs at least 2 classes; the training data has {names}")
         return cap_splits(splits, hp.max_train_samples, hp.max_eval_samples), names
 
     def build(self) -> tuple[DatasetDict, list[str]]:
         return self.labelled_splits()
-
-    def inspect(self) -> tuple[dict[str, int], list[str]]:
-        splits, names = self.labelled_splits()
-        return {split: len(data) for split, data in splits.items()}, names
 
     def read_labels(self, labels: Any) -> None:
         self.label_names = list(labels)

@@ -32,9 +32,10 @@ def eval_config(cfg: DictConfig) -> tuple[DictConfig, FinishedRun]:
     overrides = parse_overrides(list(hydra.overrides.task), OWN_KEYS)
     saved = finished.config
     run_settings = fixed_by_run(saved)
-    fixed = next((o.input_line for o in overrides if o.key_or_group.startswith(("model", *run_settings))), None)
+    refused = ("model", *(f"data.{name}" for name in (*run_settings, "label_names")))
+    fixed = next((o.input_line for o in overrides if o.key_or_group.startswith(refused)), None)
     if fixed:
-        named = ", ".join(["the model", *(key.removeprefix("data.") for key in run_settings)])
+        named = ", ".join(["the model", *run_settings, "label_names"])
         raise UserError(f"{fixed}: eval.py takes {named} from the run; drop it")
     groups = [o for o in overrides if o.key_or_group in hydra.runtime.choices]
     test = recompose(finished.run_dir, [o.input_line for o in overrides]) if groups else saved.copy()
@@ -47,9 +48,8 @@ def eval_config(cfg: DictConfig) -> tuple[DictConfig, FinishedRun]:
         )
     with open_dict(test):
         test.model = saved.model
-        for key in run_settings:
-            name = key.removeprefix("data.")
-            if name in saved.data and name != "label_names":  # the labels come from the checkpoint (below)
+        for name in run_settings:  # the labels come from the checkpoint (below)
+            if name in saved.data:
                 test.data[name] = saved.data[name]
         hparams = finished.hyper_parameters()
         if "label_names" in test.data and hparams.get("problem_type") != "regression":
@@ -64,12 +64,11 @@ def eval_config(cfg: DictConfig) -> tuple[DictConfig, FinishedRun]:
 
 
 def fixed_by_run(config: DictConfig) -> tuple[str, ...]:
-    """The data settings a trained model fixes (``data.tokenizer``, ``data.max_length`` ...), as the run's data
-    module class names them (``run_settings``), plus the label names."""
+    """The data settings a trained model fixes (``tokenizer``, ``max_length`` ...), as the run's data module class
+    names them (``run_settings``); the label names are fixed too, and come from the checkpoint."""
     from hydra.utils import get_class
 
-    names = getattr(get_class(config.data._target_), "run_settings", ())
-    return tuple(f"data.{name}" for name in (*names, "label_names"))
+    return tuple(getattr(get_class(config.data._target_), "run_settings", ()))
 
 
 def recompose(run_dir: Path, overrides: list[str]) -> DictConfig:

@@ -129,7 +129,7 @@ def check_predicts(config: DictConfig) -> None:
     from hydra.utils import get_class
 
     module_class, data_class = get_class(config.model._target_), get_class(config.data._target_)
-    if not module_class.predicts() or not hasattr(data_class, "prediction_features"):
+    if not module_class.predicts() or not getattr(data_class, "predicts", lambda: False)():
         raise UserError(
             f"{module_class.__name__} with {data_class.__name__} does not predict rows of a file; predict.py takes a "
             "run of a task that does (sequence or token classification); eval.py tests this run on data"
