@@ -75,6 +75,9 @@ def test_model_dtype_builds_the_network_in_it_and_a_wrong_one_is_one_line(make_c
     cfg = make_cfg("model.net.dtype=bfloat16")
     datamodule = instantiate(cfg.data)
     datamodule.setup()
-    assert {p.dtype for p in build_module(cfg, datamodule).net.parameters()} == {torch.bfloat16}
+    module = build_module(cfg, datamodule)
+    assert module.net is None  # built by Lightning in configure_model, inside the strategy's contexts
+    module.configure_model()
+    assert {p.dtype for p in module.net.parameters()} == {torch.bfloat16}
     with pytest.raises(UserError, match=r"^model.net.dtype=float8 is not a weights dtype; use one of \['float32'"):
         validate_config(make_cfg("model.net.dtype=float8"))

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from finetune.models.net_builder import NetBuilder
 from finetune.run import provenance, rerun
 from finetune.run.outcome import COMPLETED, INTERRUPTED, earlier_metrics, write_summary
 from finetune.run.preflight import preflight
@@ -44,8 +45,9 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
-    """The LightningModule: the network sized by the data's labels, its optimizer, schedule and metrics."""
-    net = instantiate(cfg.model.net)(**datamodule.model_kwargs)
+    """The LightningModule: the network sized by the data's labels (built by Lightning in ``configure_model``),
+    its optimizer, schedule and metrics."""
+    net = NetBuilder(instantiate(cfg.model.net), datamodule.model_kwargs)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     optimizer = instantiate(cfg.optimizer)
     module_kwargs = getattr(datamodule, "module_kwargs", {})  # the task's metrics and test sets
@@ -64,7 +66,7 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
     datamodule.setup()  # now, not in fit: the model's head is sized by the labels found in the data
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg)
-    log_hyperparameters(trainer, cfg, module, _record_provenance(cfg, datamodule, trainer.is_global_zero))
+    log_hyperparameters(trainer, cfg, _record_provenance(cfg, datamodule, trainer.is_global_zero))
 
     preemption = None  # a cluster's signal: checkpoint saved, no test (the node is about to go)
     if cfg.get("train"):

@@ -96,6 +96,7 @@ def hf_model(
     quantization: Any = None,
     init_seed: int | None = None,
     dtype: str = "float32",
+    weights: dict[str, Any] | None = None,
 ) -> PreTrainedModel:
     """A Hugging Face model for a task, built by its Auto class (from the task's config): pretrained, or random
     from the same config. The data module supplies ``label_names`` and ``problem_type``.
@@ -113,18 +114,17 @@ def hf_model(
         quantization: a ``BitsAndBytesConfig`` (``peft=qlora``): 4-bit pretrained weights, the head in full.
         init_seed: ``random_init``'s seed, so a config builds the same network again; None: the global stream.
         dtype: the weights' dtype, ``float32``, ``bfloat16`` or ``float16`` (a large model in half the memory).
+        weights: a saved run's weights (``use/``): built on the meta device, no init, no pretrained files read.
     """
     from transformers import AutoConfig
 
-    auto, source = _auto_class(auto_class), resolve_pretrained(pretrained)
-    if trust_remote_code:
-        log.warning("trust_remote_code=true: code from %s will run on this machine", pretrained)
+    auto, source = _auto_class(auto_class), _source(pretrained, trust_remote_code)
     fields = {**_label_maps(label_names, problem_type), **dict(config_overrides or {})}
     options = {"attn_implementation": attn_implementation, "dtype": torch_dtype(dtype)}
     try:  # explicit trust_remote_code: transformers' default (None) may prompt on stdin when a repo ships code
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **fields)
-        if random_init:
-            model = _random_model(auto, config, options, init_seed, quantization)
+        if weights is not None or random_init:  # no pretrained weights read
+            model = _unpretrained(auto, config, options, weights, init_seed, quantization)
         else:
             options |= {"trust_remote_code": trust_remote_code, **_quantized(quantization, auto, config)}
             model = auto.from_pretrained(source, config=config, **options)
@@ -151,11 +151,22 @@ def torch_dtype(name: str | None) -> Any:
     return getattr(torch, str(name or "float32"))
 
 
-def _random_model(auto: Any, config: Any, options: dict[str, Any], seed: int | None, quantization: Any) -> Any:
-    """Random weights from the config (``options``: attention, dtype), from their own seeded stream when
-    ``seed`` is set."""
+def _source(pretrained: str, trust_remote_code: bool) -> str:
+    """Where the model's files are (``resolve_pretrained``), with a warning when its code will run here."""
+    if trust_remote_code:
+        log.warning("trust_remote_code=true: code from %s will run on this machine", pretrained)
+    return resolve_pretrained(pretrained)
+
+
+def _unpretrained(
+    auto: Any, config: Any, options: dict[str, Any], weights: dict[str, Any] | None, seed: int | None, quantization: Any
+) -> Any:
+    """The network without its pretrained weights: a saved run's ``weights`` (``_from_weights``), or random ones
+    from the config (``options``: attention, dtype), from their own seeded stream when ``seed`` is set."""
     import torch
 
+    if weights is not None:
+        return _from_weights(auto, config, options, weights)
     if quantization is not None:
         raise UserError("peft=qlora quantizes pretrained weights; model.net.random_init=true has none (use peft=lora)")
     if seed is None:
@@ -163,6 +174,17 @@ def _random_model(auto: Any, config: Any, options: dict[str, Any], seed: int | N
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         return auto.from_config(config, **options)
+
+
+def _from_weights(auto: Any, config: Any, options: dict[str, Any], weights: dict[str, Any]) -> Any:
+    """The network with these weights, built on the meta device by transformers' own loading (which also gives
+    non-persistent buffers such as ``position_ids`` their values). An Auto class takes no ``state_dict`` without a
+    name, so the concrete class is found from an empty build."""
+    import torch
+
+    with torch.device("meta"):
+        model_class = type(auto.from_config(config))
+    return model_class.from_pretrained(None, config=config, state_dict=weights, **options)
 
 
 def _quantized(quantization: Any, auto: Any, config: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from finetune.adapters import state as adapter_state
 from finetune.adapters.attach import attach_adapter, is_adapted
 from finetune.adapters.state import base_digest
 from finetune.models.contract import TaskHooks
+from finetune.models.net_builder import NetBuilder
 from finetune.models.non_finite import NonFiniteGuard
 from finetune.models.signature import SIGNATURE
 from finetune.optim.optimizers import build_optimizer
@@ -43,7 +44,8 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
     ``prediction_outputs`` and ``prediction_record``.
 
     Args:
-        net: the network to fine-tune.
+        net: the network to fine-tune, or a ``NetBuilder`` that builds it in ``configure_model`` (``train()``'s
+            way: on the strategy's device, sharded under FSDP, never as a full copy first).
         optimizer: a partial that takes parameter groups (see ``finetune.optim.optimizers.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``; stepped every optimizer step,
             unless it returns a full Lightning scheduler config (plateau: after validation, on a metric).
@@ -64,7 +66,7 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
 
     def __init__(
         self,
-        net: torch.nn.Module,
+        net: torch.nn.Module | NetBuilder,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
         main_metric: str = "loss",
@@ -83,8 +85,12 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
         super().__init__()
         self.non_finite = NonFiniteGuard(non_finite_loss, non_finite_window, non_finite_max_skipped)
         # peft=none composes to an empty node, not None: only a callable config class attaches adapters
-        self.net = attach_adapter(net, peft, self.peft_task_type) if callable(peft) else net
-        freeze(self.net, embeddings=freeze_embeddings, first_layers=freeze_layers)
+        self.adapter = peft if callable(peft) else None
+        self.freezing = {"embeddings": freeze_embeddings, "first_layers": freeze_layers}
+        self.net: torch.nn.Module | None = None
+        self.net_builder = None if isinstance(net, torch.nn.Module) else net  # built in configure_model
+        if self.net_builder is None:
+            self._take_net(net)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.group_shaping = {"layer_decay": layer_decay, "head_lr": head_lr}
         self.main_metric, self.compile_net = main_metric, compile
@@ -103,18 +109,32 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
 
     # ---- Lightning hooks, in the style guide's order
     def configure_model(self) -> None:
-        # Lightning calls this once the trainer is set up, on the right device; compiling earlier would trace
-        # for the wrong device. nn.Module.compile keeps the state_dict keys (no ``_orig_mod.`` prefix).
+        # Lightning calls this once the strategy is set up, inside its device, sharding and precision contexts:
+        # the network is built where it will live. Compiling earlier would trace for the wrong device;
+        # nn.Module.compile keeps the state_dict keys (no ``_orig_mod.`` prefix).
+        self.build_net()
         if self.compile_net and not compat.is_compiled(self.net):
             self.net.compile()
 
     def setup(self, stage: str) -> None:
         if self._trainer is not None and self.trainer.datamodule is not None:
             self.connect(self.trainer.datamodule)
+
+    def build_net(self) -> torch.nn.Module:
+        """The network, built now if it was given as a builder (``finetune.models.net_builder``). Lightning calls
+        this through ``configure_model``; call it yourself to use a module outside a trainer."""
+        if self.net is None:
+            self._take_net(self.net_builder())
+        return self.net
+
+    def _take_net(self, net: torch.nn.Module) -> None:
+        """Adopt the network: adapters attached, layers frozen, dropout on (``from_pretrained`` returns eval mode)
+        and what must be read before a strategy wraps it."""
+        self.net = attach_adapter(net, self.adapter, self.peft_task_type) if self.adapter else net
+        freeze(self.net.train(), **self.freezing)
         # Before the strategy wraps the network: under FSDP its parameters then look flat (1-D).
-        if not hasattr(self, "matrices"):
-            self.matrices = matrix_names(self.net)
-        if is_adapted(self.net) and not hasattr(self, "base_sha256"):  # the frozen base, as loaded
+        self.matrices = matrix_names(self.net)
+        if is_adapted(self.net):  # the frozen base, as loaded
             self.trainable_keys, self.base_sha256 = adapter_state.trainable_keys(self.net), base_digest(self.net)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -173,7 +193,7 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
             self.optimizer_factory,
             self.net,
             allow_fused=self._loss_scaler() is None,
-            matrices=getattr(self, "matrices", None),
+            matrices=self.matrices,
             **self.group_shaping,
         )
         if self.scheduler_factory is None:

@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from finetune.models.base import FineTuneModule
 from finetune.models.contract import StepOutput
+from finetune.models.net_builder import NetBuilder, built_for
 from finetune.models.objectives import LOWER_IS_BETTER, objective_for
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ class SequenceClassifier(FineTuneModule):
     Label names are saved in the checkpoint's hyperparameters and in the network's config.
 
     Args:
-        net: the network; its ``config.num_labels`` sets the number of classes.
+        net: the network, or its ``NetBuilder``; its label names (``config.id2label`` or the builder's
+            ``label_names``) set the classes.
         optimizer: a partial that takes parameter groups (see ``finetune.optim.optimizers.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``.
         label_smoothing: share of the target mass spread over all classes (0 = plain cross-entropy). It curbs
@@ -40,7 +42,7 @@ class SequenceClassifier(FineTuneModule):
 
     def __init__(
         self,
-        net: PreTrainedModel,
+        net: PreTrainedModel | NetBuilder,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
         label_smoothing: float = 0.0,
@@ -49,20 +51,14 @@ class SequenceClassifier(FineTuneModule):
         main_metric: str | None = None,
         **loop: Any,
     ) -> None:
-        n = net.config.num_labels
-        self.objective = objective_for(net.config.problem_type, n, loss, label_smoothing, metrics, main_metric)
+        labels = built_for(net)
+        n, problem_type = len(labels["label_names"]), labels.get("problem_type")
+        self.objective = objective_for(problem_type, n, loss, label_smoothing, metrics, main_metric)
         main = self.objective.main_metric
-        # from_pretrained returns eval mode; fine-tuning wants dropout on.
-        super().__init__(net.train(), optimizer, scheduler, main, main in LOWER_IS_BETTER, **loop)
+        super().__init__(net, optimizer, scheduler, main, main in LOWER_IS_BETTER, **loop)
         # What a checkpoint needs to rebuild the head: the classes and their names.
         self.save_hyperparameters(
-            {
-                "label_names": [net.config.id2label[i] for i in range(n)],
-                "num_labels": n,
-                "problem_type": net.config.problem_type,
-                "model_type": net.config.model_type,
-            },
-            logger=False,
+            {"label_names": labels["label_names"], "num_labels": n, "problem_type": problem_type}, logger=False
         )
 
     pipeline_task = "text-classification"

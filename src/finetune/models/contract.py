@@ -7,7 +7,7 @@ Evaluation: ``evaluation_step`` (default: ``step``; a generating or post-process
 Data: ``connect`` (called in ``setup``: the data's processor, data-dependent metrics).
 Checkpoints: ``signature`` (what a checkpoint of this task is bound to; the preflight compares it).
 After training: ``predicts``, ``prediction_outputs``, ``prediction_record``, ``pipeline_task``, ``save_pretrained``,
-``net_from_config``.
+``net_from_checkpoint``.
 """
 
 from __future__ import annotations
@@ -139,15 +139,17 @@ class TaskHooks:
         net.save_pretrained(folder)
 
     @classmethod
-    def net_from_config(cls, net: DictConfig, hparams: dict[str, Any], adapter_only: bool = False) -> torch.nn.Module:
-        """A saved run's network, to be filled from its checkpoint: built from its config with the labels the
-        checkpoint's hyperparameters name; an HF network from its config alone (no pretrained weights read),
-        unless the checkpoint holds adapters only (``adapter_only``): then the base is loaded as the run loaded it."""
+    def net_from_checkpoint(
+        cls, net: DictConfig, hparams: dict[str, Any], weights: dict[str, torch.Tensor] | None
+    ) -> torch.nn.Module:
+        """A saved run's network with the checkpoint's ``weights`` (the ``net.`` entries, prefix cut), built from
+        its config with the labels its hyperparameters name, on the meta device: nothing is initialised and no
+        pretrained weights are read. ``weights`` None (an adapter checkpoint, which holds no base): the base is
+        loaded as the run loaded it. The default serves Hugging Face networks (``finetune.hf.hf_model``)."""
         from hydra.utils import instantiate
 
         labels = {k: hparams[k] for k in ("label_names", "problem_type") if k in hparams}
-        options = {"random_init": True} if "random_init" in net and not adapter_only else {}
-        return instantiate(net, **options)(**labels)
+        return instantiate(net, **({} if weights is None else {"weights": weights}))(**labels)
 
     @classmethod
     def loop_names(cls, metric_names: list[str], main_metric: str, test_sets: list[str]) -> set[str]:

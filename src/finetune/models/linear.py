@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from finetune.errors import UserError
 from finetune.models.base import FineTuneModule
 from finetune.models.contract import StepOutput
+from finetune.models.net_builder import on_meta_device
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -82,6 +83,15 @@ class LinearRegression(FineTuneModule):
         if ckpt_path:
             lines.append(check_checkpoint_weights(ckpt_path, instantiate(model.net)(**datamodule.model_kwargs)))
         return lines
+
+    @classmethod
+    def net_from_checkpoint(
+        cls, net: DictConfig, hparams: dict[str, Any], weights: dict[str, torch.Tensor] | None
+    ) -> torch.nn.Module:
+        """The line on the meta device; its two weights come from the checkpoint (``load_state_dict(assign=True)``)."""
+        from hydra.utils import instantiate
+
+        return on_meta_device(instantiate(net))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions ŷ of shape (n,) for inputs x of shape (n, 1)."""

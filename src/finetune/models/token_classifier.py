@@ -14,6 +14,7 @@ from finetune.errors import UserError
 from finetune.models.base import FineTuneModule
 from finetune.models.contract import StepOutput
 from finetune.models.entity_metrics import IGNORED, EntityScores
+from finetune.models.net_builder import NetBuilder, built_for
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -27,7 +28,8 @@ class TokenClassifier(FineTuneModule):
     (overall and ``f1_<type>``, by seqeval) and ``token_acc`` (accuracy over labelled sub-tokens).
 
     Args:
-        net: a ``...ForTokenClassification`` network; its ``config.id2label`` names the tags.
+        net: a ``...ForTokenClassification`` network (or its ``NetBuilder``); its ``config.id2label`` (the builder's
+            ``label_names``) names the tags.
         optimizer: a partial that takes parameter groups (see ``finetune.optim.optimizers.build_optimizer``).
         scheduler: a partial that takes the optimizer and ``num_training_steps``.
         label_smoothing: share of each token's target mass spread over all tags.
@@ -38,7 +40,7 @@ class TokenClassifier(FineTuneModule):
 
     def __init__(
         self,
-        net: PreTrainedModel,
+        net: PreTrainedModel | NetBuilder,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
         label_smoothing: float = 0.0,
@@ -47,13 +49,10 @@ class TokenClassifier(FineTuneModule):
         **loop: Any,
     ) -> None:
         check_loss(loss)
-        self.tag_names = [net.config.id2label[i] for i in range(net.config.num_labels)]
+        self.tag_names = built_for(net)["label_names"]
         self.label_smoothing = label_smoothing
-        super().__init__(net.train(), optimizer, scheduler, main_metric, lower_is_better=main_metric == "loss", **loop)
-        self.save_hyperparameters(
-            {"label_names": self.tag_names, "num_labels": len(self.tag_names), "model_type": net.config.model_type},
-            logger=False,
-        )
+        super().__init__(net, optimizer, scheduler, main_metric, lower_is_better=main_metric == "loss", **loop)
+        self.save_hyperparameters({"label_names": self.tag_names, "num_labels": len(self.tag_names)}, logger=False)
 
     pipeline_task = "token-classification"
     card_usage = (

@@ -45,19 +45,14 @@ def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items())}
 
 
-def log_hyperparameters(
-    trainer: pl.Trainer, cfg: DictConfig, module: pl.LightningModule, record: dict[str, Any] | None = None
-) -> None:
-    """Send the resolved config, parameter counts and the provenance ``record`` (``finetune.run.provenance``) to
-    every logger (the module logs none itself)."""
+def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, record: dict[str, Any] | None = None) -> None:
+    """Send the resolved config and the provenance ``record`` (``finetune.run.provenance``) to every logger (the
+    module logs none itself; the parameter counts follow once the network is built, ``RunCosts``)."""
     from finetune.run.secrets import redact
 
     if not trainer.loggers:
         return
     hparams: dict[str, Any] = redact({k: cfg[k] for k in cfg if k != "hydra"}, resolve=True)  # trackers upload it
-    params = list(module.parameters())
-    hparams["model/params/total"] = sum(p.numel() for p in params)
-    hparams["model/params/trainable"] = sum(p.numel() for p in params if p.requires_grad)
     if record:
         hparams["provenance"] = record
     for logger in trainer.loggers:

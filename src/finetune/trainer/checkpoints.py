@@ -60,7 +60,8 @@ def check_checkpoint_weights(path: str, net: Any) -> str:
     """Every tensor of ``net`` is in the checkpoint (as ``net.<name>``) with the same shape."""
     checkpoint = read_checkpoint(path)
     state = checkpoint["state_dict"]
-    saved_type = (checkpoint.get("hyper_parameters") or {}).get("model_type")
+    # A Hugging Face classifier's: its signature names its model type (older ones: their hyperparameters).
+    saved_type = (checkpoint.get("signature") or checkpoint.get("hyper_parameters") or {}).get("model_type")
     wrong = [k for k, v in net.state_dict().items() if getattr(state.get(f"net.{k}"), "shape", None) != v.shape]
     if saved_type or wrong:
         held = f"a {saved_type} classifier" if saved_type else f"no matching net.{wrong[0]}"

@@ -36,9 +36,13 @@ class RunCosts(pl.Callback):
         self._last: tuple[int, float] | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Now, not when the run starts: the network is built in configure_model.
         self.counts = parameter_counts(pl_module.net)
         log.info("parameters: %(trainable)s trainable of %(total)s (%(trainable_share).2f%%)",
                  {**self.counts, "trainable_share": 100 * self.counts["trainable_share"]})  # fmt: skip
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"model/params/total": self.counts["total"],
+                                    "model/params/trainable": self.counts["trainable"]})  # fmt: skip
         _reset_peak(pl_module.device)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:

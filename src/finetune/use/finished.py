@@ -100,25 +100,30 @@ def instantiate_data(config: DictConfig) -> Any:
 def trained_module(finished: FinishedRun, datamodule: Any = None) -> tuple[FineTuneModule, dict[str, Any]]:
     """The run's module with the checkpoint's weights, in eval mode, and the checkpoint itself.
 
-    The network is built from its config (labels from the checkpoint), not read from the pretrained files:
-    every weight comes from the checkpoint, whose checksum is verified on reading.
+    The network is built on the meta device and takes the checkpoint's tensors (``net_from_checkpoint``): no
+    initialisation, no pretrained files read (an adapter checkpoint's frozen base excepted), and the checkpoint's
+    checksum is verified on reading.
     """
     from hydra.utils import get_class, instantiate
 
     from finetune.adapters.state import RECORD
+    from finetune.models.net_builder import check_materialised
     from finetune.trainer.checkpoints import read_checkpoint
 
     checkpoint = read_checkpoint(finished.checkpoint)
-    config = finished.config
+    config, state = finished.config, checkpoint["state_dict"]
     module_class = get_class(config.model._target_)
-    adapter_only = RECORD in checkpoint  # a peft run's: the frozen base comes from the pretrained model
-    net = module_class.net_from_config(config.model.net, checkpoint.get("hyper_parameters") or {}, adapter_only)
+    # An adapter checkpoint holds no base: the frozen base is loaded from the pretrained model, as the run did.
+    weights = None if RECORD in checkpoint else {k[4:]: v for k, v in state.items() if k.startswith("net.")}
     datamodule = datamodule if datamodule is not None else instantiate_data(config)
-    module = instantiate(config.model, net=net, optimizer=None, scheduler=None, **datamodule.module_kwargs)
-    module.on_load_checkpoint(checkpoint)  # an adapter checkpoint gets its base (hash checked) filled in
     try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
+        net = module_class.net_from_checkpoint(config.model.net, checkpoint.get("hyper_parameters") or {}, weights)
+        module = instantiate(config.model, net=net, optimizer=None, scheduler=None, **datamodule.module_kwargs)
+        module.on_load_checkpoint(checkpoint)  # an adapter checkpoint gets its base (hash checked) filled in
+        # assign: a meta-device network takes the checkpoint's tensors as they are (no copy)
+        module.load_state_dict(state, assign=any(p.is_meta for p in module.parameters()))
+        check_materialised(module)
+    except (RuntimeError, ValueError) as error:
         raise UserError(
             f"checkpoint {finished.checkpoint} does not fit the run's model ({str(error).splitlines()[0][:160]})"
         ) from None
