@@ -36,6 +36,12 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
+def summary_damaged(run_dir: Path) -> bool:
+    """``metrics.json`` is there but cannot be read (cut by a full disk, edited by hand): how the run ended is
+    unknown, so it is neither taken over as unfinished nor used as finished."""
+    return (run_dir / SUMMARY_FILE).exists() and read_summary(run_dir) is None
+
+
 def read_status(run_dir: Path) -> str | None:
     """The run's status, or None when it was killed before writing one."""
     return (read_summary(run_dir) or {}).get("status")

@@ -19,22 +19,21 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from finetune import atomic
 from finetune.errors import UserError
 from finetune.run.outcome import COMPLETED, read_summary
+from finetune.run.saved import read_saved_config
 
 log = logging.getLogger(__name__)
 
 SCRIPT = "rerun.sh"
 COMPARISON_FILE = "rerun.json"
-OWN_KEYS = ("rerun", "hydra.")  # read by Hydra or by this module, not part of the rerun config
+OWN_KEYS = ("rerun", "trust_run", "hydra.")  # read by Hydra or by this module, not part of the rerun config
 
 
-def saved_config(run_dir: Path) -> DictConfig:
-    """The config a run saved, or a ``UserError`` saying what the folder is instead."""
-    path = run_dir / ".hydra" / "config.yaml"
+def saved_config(run_dir: Path, trust_run: bool = False) -> DictConfig:
+    """The config a run saved, read as data (``finetune.run.saved``), or a ``UserError`` saying what the folder
+    is instead."""
     if not run_dir.is_dir():
         raise UserError(f"rerun={run_dir} is not a folder; give the dir of a run (outputs/<task>/runs/<time>)")
-    if not path.is_file():
-        raise UserError(f"rerun={run_dir} holds no .hydra/config.yaml: it is not the dir of a run of train.py")
-    return OmegaConf.load(path)
+    return read_saved_config(run_dir, f"rerun={run_dir}", trust_run)
 
 
 def rerun_config(cfg: DictConfig, overrides: list[str], choices: dict[str, Any]) -> DictConfig:
@@ -45,7 +44,7 @@ def rerun_config(cfg: DictConfig, overrides: list[str], choices: dict[str, Any])
         UserError: a group choice among ``overrides``, or a folder that holds no run.
     """
     original = Path(str(cfg.rerun)).expanduser().resolve()
-    rerun = saved_config(original)
+    rerun = saved_config(original, bool(cfg.get("trust_run")))
     settings = parse_overrides(overrides, OWN_KEYS)
     groups = [o.input_line for o in settings if o.key_or_group in choices]
     if groups:

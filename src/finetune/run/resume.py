@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from finetune import atomic
 from finetune.errors import UserError
 from finetune.run.lock import RunLock, holder
-from finetune.run.outcome import IDENTITY_FILE, INTERRUPTED, read_status
+from finetune.run.outcome import IDENTITY_FILE, INTERRUPTED, read_status, summary_damaged
 from finetune.trainer.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,9 @@ def unfinished(run_dir: Path, identity: str) -> bool:
     """Same identity, interrupted or killed (not completed, not failed: a failure would repeat), and at least one
     checkpoint. ``resume=<run dir>`` continues a failed run."""
     if not same_identity(run_dir, identity) or not any((run_dir / "checkpoints").glob("*.ckpt")):
+        return False
+    if summary_damaged(run_dir):  # it may have completed: never take it over unasked
+        log.warning("%s has a damaged metrics.json: not resumed (pass resume=%s to continue it)", run_dir, run_dir)
         return False
     return read_status(run_dir) in (INTERRUPTED, None)
 

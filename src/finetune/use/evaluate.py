@@ -17,9 +17,10 @@ from finetune import atomic
 from finetune.errors import UserError
 from finetune.run.outcome import read_summary
 from finetune.run.rerun import apply_overrides, parse_overrides
+from finetune.run.saved import check_saved_targets, read_saved_overrides
 from finetune.use.finished import FinishedRun, open_run
 
-OWN_KEYS = ("run", "ckpt_path", "hydra.")  # this command's, not the test config's
+OWN_KEYS = ("run", "ckpt_path", "trust_run", "hydra.")  # this command's, not the test config's
 EVAL_FILE, TABLE_FILE = "eval.json", "metrics.md"
 
 
@@ -27,7 +28,7 @@ def eval_config(cfg: DictConfig) -> tuple[DictConfig, FinishedRun]:
     """The test-only config of the run ``cfg.run`` (or of ``cfg.ckpt_path``) in this command's dir, and the run."""
     from hydra.core.hydra_config import HydraConfig
 
-    finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
+    finished = open_run(cfg.get("run"), cfg.get("ckpt_path"), bool(cfg.get("trust_run")))
     hydra = HydraConfig.get()
     overrides = parse_overrides(list(hydra.overrides.task), OWN_KEYS)
     saved = finished.config
@@ -38,8 +39,11 @@ def eval_config(cfg: DictConfig) -> tuple[DictConfig, FinishedRun]:
         named = ", ".join(["the model", *run_settings, "label_names"])
         raise UserError(f"{fixed}: eval.py takes {named} from the run; drop it")
     groups = [o for o in overrides if o.key_or_group in hydra.runtime.choices]
-    test = recompose(finished.run_dir, [o.input_line for o in overrides]) if groups else saved.copy()
-    if not groups:
+    if groups:  # the run's saved overrides recomposed: read as data, and what they compose to checked too
+        test = recompose(finished.run_dir, [o.input_line for o in overrides])
+        check_saved_targets(test, f"run={finished.run_dir}", bool(cfg.get("trust_run")))
+    else:
+        test = saved.copy()
         apply_overrides(test, overrides)
     if OmegaConf.select(test, "task.module") != OmegaConf.select(saved, "task.module"):
         raise UserError(
@@ -74,12 +78,11 @@ def fixed_by_run(config: DictConfig) -> tuple[str, ...]:
 def recompose(run_dir: Path, overrides: list[str]) -> DictConfig:
     """``train.yaml`` composed with the run's overrides and then this command's (a key given here replaces the
     run's); run-only settings (resume, paths, Hydra's) are left out."""
-    import yaml
     from hydra import compose
 
-    saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    saved = read_saved_overrides(run_dir, f"run={run_dir}")
     mine = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    skip = ("hydra.", "paths.", "resume", "rerun", "ckpt_path", "train=", "test=", "validate", "task_name")
+    skip = ("hydra.", "paths.", "resume", "rerun", "trust_run", "ckpt_path", "train=", "test=", "validate", "task_name")
     kept = [o for o in saved if not o.lstrip("+~").startswith(skip) and o.split("=", 1)[0].lstrip("+~") not in mine]
     return compose("train", overrides=[*kept, *overrides])
 

@@ -32,7 +32,7 @@ def export(cfg: DictConfig) -> Path:
     """Export ``cfg.run`` (or the run of ``cfg.ckpt_path``) to ``cfg.out`` (default ``<this dir>/model``)."""
     from hydra.utils import get_class
 
-    finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
+    finished = open_run(cfg.get("run"), cfg.get("ckpt_path"), bool(cfg.get("trust_run")))
     out = Path(cfg.out).expanduser().resolve() if cfg.get("out") else Path(cfg.paths.output_dir) / "model"
     module_class = get_class(finished.config.model._target_)
     if module_class.pipeline_task is None:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from finetune.errors import UserError
-from finetune.run.outcome import COMPLETED, read_summary
+from finetune.run.outcome import COMPLETED, read_summary, summary_damaged
+from finetune.run.saved import read_saved_config
 
 if TYPE_CHECKING:
     from finetune.models.base import FineTuneModule
@@ -47,7 +48,7 @@ class FinishedRun:
         return dict(read_checkpoint(self.checkpoint).get("hyper_parameters") or {})
 
 
-def open_run(run: str | None, ckpt_path: str | None) -> FinishedRun:
+def open_run(run: str | None, ckpt_path: str | None, trust_run: bool = False) -> FinishedRun:
     """The run at ``run`` (its best checkpoint), or the run holding ``ckpt_path`` (that checkpoint).
 
     Raises:
@@ -62,13 +63,15 @@ def open_run(run: str | None, ckpt_path: str | None) -> FinishedRun:
     where = f"run={run}" if run else f"ckpt_path={ckpt_path}: its run dir {run_dir}"
     if not run_dir.is_dir():
         raise UserError(f"{where} is not a folder; give the dir of a run (outputs/<task>/runs/<time>)")
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        raise UserError(f"{where} holds no .hydra/config.yaml: it is not the dir of a run of train.py")
+    config = read_saved_config(run_dir, where, trust_run)  # data, not code: the allow-list of targets
+    if summary_damaged(run_dir):
+        raise UserError(
+            f"{where}: its metrics.json is damaged, so how the run ended is unknown; the run cannot be used"
+        )
     summary = read_summary(run_dir) or {}
     if checkpoint is None:
         checkpoint = best_checkpoint(run_dir, summary, where)
-    return FinishedRun(run_dir, OmegaConf.load(config_file), summary, checkpoint)
+    return FinishedRun(run_dir, config, summary, checkpoint)
 
 
 def best_checkpoint(run_dir: Path, summary: dict[str, Any], where: str) -> Path:

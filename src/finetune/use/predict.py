@@ -83,7 +83,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     from finetune.trainer.distributed import is_rank_zero, use_job_command_for_ddp_children
 
     started = time.perf_counter()
-    finished = open_run(cfg.get("run"), cfg.get("ckpt_path"))
+    finished = open_run(cfg.get("run"), cfg.get("ckpt_path"), bool(cfg.get("trust_run")))
     check_predicts(finished.config)
     here = Path(cfg.paths.output_dir)
     output = Path(cfg.output).expanduser().resolve() if cfg.get("output") else here / "predictions.jsonl"

@@ -1,0 +1,112 @@
+"""The catalogue of mistakes against eval.py, predict.py, export.py and train.py rerun=/resume=: each is refused in
+one line with exit status 2, before any work, and the run it points at is unchanged to the byte (hashes compared)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers.commands import error_line, run_script, succeeded
+
+pytestmark = pytest.mark.slow
+TINY = ["model=tiny_random", "trainer.max_epochs=1", "trainer.precision=32", "logger=csv"]
+TINY += ["callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of the tiny model on the demo reviews (copied by each case before it damages it)."""
+    base = tmp_path_factory.mktemp("catalogue")
+    succeeded(run_script("train.py", *TINY, f"paths.log_dir={base}", f"hydra.run.dir={base / 'run'}"))
+    return base / "run"
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the SHA-256 of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def _edit_config(run: Path, change: Callable[[dict], None]) -> None:
+    path = run / ".hydra" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    change(config)
+    path.write_text(yaml.safe_dump(config))
+
+
+def _foreign_data(victim: Path) -> Callable[[Path], None]:
+    """The run's data node replaced by ``builtins.open(victim, "w")``: instantiating it would empty the victim."""
+    return lambda run: _edit_config(
+        run, lambda c: c.update(data={"_target_": "builtins.open", "file": str(victim), "mode": "w"})
+    )
+
+
+def _cut(name: str) -> Callable[[Path], None]:
+    def damage(run: Path) -> None:
+        text = (run / name).read_text()
+        (run / name).write_text(text[: len(text) // 2])
+
+    return damage
+
+
+def _remote_code(run: Path) -> None:
+    _edit_config(run, lambda c: c["model"]["net"].update(trust_remote_code=True))
+
+
+COMMANDS = {
+    "eval": lambda run, tmp: ["eval.py", f"run={run}"],
+    "predict": lambda run, tmp: ["predict.py", f"run={run}", f"input={tmp / 'rows.txt'}"],
+    "export": lambda run, tmp: ["export.py", f"run={run}"],
+    "rerun": lambda run, tmp: ["train.py", f"rerun={run}"],
+}
+DAMAGES = {
+    "foreign_target": (None, "is not one of this project's classes"),  # the victim's damage is made per case
+    "remote_code": (_remote_code, "trust_remote_code=true would run code"),
+    "cut_config": (_cut(".hydra/config.yaml"), ".hydra/config.yaml is damaged"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_run_dir_is_data_never_code(finished: Path, tmp_path: Path, command: str, damage: str) -> None:
+    run, victim = tmp_path / "handed_over", tmp_path / "victim.txt"
+    shutil.copytree(finished, run)
+    victim.write_text("precious\n")
+    (tmp_path / "rows.txt").write_text("a review\n")
+    damaging, expected = DAMAGES[damage]
+    (damaging or _foreign_data(victim))(run)
+    before = hashes(run)
+    line = error_line(run_script(*COMMANDS[command](run, tmp_path), f"hydra.run.dir={tmp_path / 'command'}"))
+    assert expected in line
+    assert hashes(run) == before and victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "export"])
+def test_a_damaged_summary_is_one_line_and_never_taken_over(finished: Path, tmp_path: Path, command: str) -> None:
+    run = tmp_path / "handed_over"
+    shutil.copytree(finished, run)
+    (tmp_path / "rows.txt").write_text("a review\n")
+    _cut("metrics.json")(run)
+    before = hashes(run)
+    line = error_line(run_script(*COMMANDS[command](run, tmp_path), f"hydra.run.dir={tmp_path / 'command'}"))
+    assert "its metrics.json is damaged" in line
+    assert hashes(run) == before
+
+
+def test_trust_run_loads_a_run_naming_other_code(finished: Path, tmp_path: Path) -> None:
+    run = tmp_path / "handed_over"
+    shutil.copytree(finished, run)
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    config["callbacks"]["early_stopping"]["_target_"] = "tests.helpers.commands.PlainEarlyStopping"
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    line = error_line(run_script("export.py", f"run={run}", f"hydra.run.dir={tmp_path / 'refused'}"))
+    assert "callbacks.early_stopping._target_=tests.helpers.commands.PlainEarlyStopping" in line
+    succeeded(run_script("export.py", f"run={run}", "trust_run=true", f"hydra.run.dir={tmp_path / 'trusted'}"))
+    assert json.loads((tmp_path / "trusted" / "model" / "config.json").read_text())["id2label"]
