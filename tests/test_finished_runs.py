@@ -45,7 +45,7 @@ def test_commands_pointed_at_a_finished_run_leave_it_unchanged(tmp_path: Path) -
     first = run_cli(*command, log_dir=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     (done,) = (tmp_path / "done" / "runs").iterdir()
-    before = tree_hash(done)
+    before, summary_before = tree_hash(done), summary(done)
     bad = {"optimizer.lr=abc": "optimizer.lr must be a positive number", "data.batch_size=0": "data.batch_size"}
     for override, message in bad.items():
         result = run_cli(*command, f"resume={done}", override, log_dir=tmp_path)
@@ -55,16 +55,20 @@ def test_commands_pointed_at_a_finished_run_leave_it_unchanged(tmp_path: Path) -
         result = run_cli(*command, *extra, log_dir=tmp_path)
         assert f"hydra.run.dir={done} already holds a run" in one_line_error(result)
         assert tree_hash(done) == before, extra
-    # The same command on purpose, now valid: it continues the run in place from its finished checkpoint.
-    # Nothing is left to train, so no validation runs: the run did what it was asked and stays completed (exit
-    # 0, not failed), tested again, with the validation metrics of its first leg kept.
-    again = run_cli(*command, f"resume={done}", log_dir=tmp_path)
+    # The same command with resume= on purpose: its budget is the one the run completed, so it would train
+    # nothing and only rewrite the run's record: refused before the claim, the run unchanged.
+    same = run_cli(*command, f"resume={done}", log_dir=tmp_path)
+    assert "this command's budget trains nothing more" in one_line_error(same)
+    assert tree_hash(done) == before
+    # A larger budget continues it in place from its finished checkpoint, and it stays completed.
+    again = run_cli(*command, f"resume={done}", "trainer.max_epochs=3", log_dir=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     continued = summary(done)
     assert continued["status"] == "completed" and continued["resumed_from"].startswith(str(done))
     assert {"test/acc", "val/acc", "val/acc_best"} <= set(continued["metrics"])
+    assert continued["global_step"] > summary_before["global_step"]
     others = [summary(run)["status"] for run in (tmp_path / "done" / "runs").iterdir() if run != done]
-    assert others == ["failed", "failed"]  # each refused command recorded its failure in its own dir
+    assert others == ["failed"] * 3  # each refused command recorded its failure in its own dir
 
 
 @pytest.mark.slow

@@ -86,3 +86,59 @@ def test_the_allow_list_reads_resolved_targets() -> None:
         {"task": {"module": "finetune.models.TokenClassifier"}, "model": {"_target_": "${task.module}"}}
     )
     check_saved_targets(config, "run=R")  # no error: it resolves to a project class
+
+
+def test_a_record_linked_out_of_the_run_is_refused(tmp_path: Path) -> None:
+    from finetune.run.saved import check_no_links_out
+
+    run = _run_dir(tmp_path, SECTIONS)
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY\n")
+    check_no_links_out(run, "run=R")
+    (run / "provenance.json").symlink_to(secret)
+    with pytest.raises(UserError, match=r"^run=R: provenance.json is a link to .*id_rsa, outside the run"):
+        check_no_links_out(run, "run=R")
+    (run / "provenance.json").unlink()
+    (run / "provenance.json").symlink_to(run / ".hydra" / "config.yaml")  # a link inside the run is its own file
+    check_no_links_out(run, "run=R")
+
+
+def _saved_run(tmp_path: Path, cfg) -> Path:
+    run = tmp_path / "earlier"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+    )
+    return run
+
+
+@pytest.mark.parametrize(
+    ("here", "expected"),
+    [
+        (["data.max_train_samples=65"], r"data.max_train_samples is 65 here but 64 in the run"),
+        (["model.net.config_overrides.hidden_size=64"], r"model.net.config_overrides.hidden_size is 64 here but 32"),
+        (
+            ["trainer.max_epochs=1"],
+            r"the run completed with trainer.max_epochs=2, trainer.max_steps=-1; .* trains nothing more",
+        ),
+        (["trainer.max_epochs=2"], r"the run .* trains nothing more"),
+        (["trainer.max_epochs=3", "trainer.max_steps=1"], r"the run .* trains nothing more"),  # the step budget shrank
+        (["trainer.max_epochs=3"], None),
+        (["trainer.max_epochs=3", "data.num_workers=1", "model.compile=true"], None),  # how, not what
+    ],
+)
+def test_resume_of_a_named_run_proves_the_config_fits(make_cfg, tmp_path: Path, here: list, expected) -> None:
+    from finetune.run.resume import ResumePlan
+    from finetune.run.resume_fit import check_resume_fits
+
+    run = _saved_run(tmp_path, make_cfg("data.max_train_samples=64", "trainer.max_epochs=2", "trainer.max_steps=-1"))
+    cfg = make_cfg("data.max_train_samples=64", "trainer.max_steps=-1", "trainer.max_epochs=2", *here, f"resume={run}")
+    plan = ResumePlan(tmp_path / "launch", run, run / "checkpoints" / "last.ckpt", 8, "id", status="completed")
+    if expected is None:
+        check_resume_fits(cfg, plan)
+        return
+    with pytest.raises(UserError, match=rf"^resume={run}: {expected}"):
+        check_resume_fits(cfg, plan)
+    plan.status = "interrupted"  # an unfinished run may continue on a smaller budget; other data never
+    if "trainer" in here[0]:
+        check_resume_fits(cfg, plan)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from finetune.errors import UserError
 from tests.conftest import ROOT
@@ -68,16 +68,26 @@ def test_read_rows_errors_name_the_problem(tmp_path: Path, name: str, text: str,
         read_rows(str(tmp_path / "missing.csv"), None, "text")
 
 
-def test_check_output_refuses_an_existing_file(tmp_path: Path) -> None:
+def test_check_output_refuses_an_existing_file_a_link_and_a_path_inside_a_run(tmp_path: Path) -> None:
     from finetune.use.inputs import check_output
 
-    check_output(tmp_path / "new.jsonl")
+    own = tmp_path / "command"
+    assert check_output(tmp_path / "new.jsonl", own) == (tmp_path / "new.jsonl").resolve()
     (tmp_path / "old.jsonl").write_text("kept\n")
     with pytest.raises(UserError, match="already exists"):
-        check_output(tmp_path / "old.jsonl")
+        check_output(tmp_path / "old.jsonl", own)
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="is a file, not a folder"):
-        check_output(tmp_path / "file" / "out.jsonl")
+        check_output(tmp_path / "file" / "out.jsonl", own)
+    (tmp_path / "dangling.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    with pytest.raises(UserError, match="is a symbolic link"):
+        check_output(tmp_path / "dangling.jsonl", own)
+    for run in (tmp_path / "run", own):  # a run this command did not create, and the command's own dir
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "config.yaml").write_text("{}\n")
+    with pytest.raises(UserError, match=r"out=.*/run/hf/x is inside the run .*/run, which this command did not"):
+        check_output(tmp_path / "run" / "hf" / "x", own, "out")
+    assert check_output(own / "model", own, "out") == (own / "model").resolve()
 
 
 # ---- features and batching
@@ -132,7 +142,7 @@ def test_prediction_records() -> None:
 # ---- run dirs
 def make_run(folder: Path, status: str | None = "completed", checkpoint: bool = True) -> Path:
     (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (folder / ".hydra" / "config.yaml").write_text("seed: 1\ndata: {}\nmodel: {}\ntrainer: {}\npaths: {}\n")
     best = folder / "checkpoints" / "epoch_001.ckpt"
     if checkpoint:
         best.parent.mkdir()
@@ -245,7 +255,9 @@ def test_rerun_config_refuses_groups_and_applies_settings(tmp_path: Path) -> Non
     from finetune.run.rerun import rerun_config
 
     run = make_run(tmp_path / "run")
-    (run / ".hydra" / "config.yaml").write_text("seed: 1\nresume: auto\nrerun: null\npaths: {output_dir: x}\n")
+    (run / ".hydra" / "config.yaml").write_text(
+        "seed: 1\nresume: auto\nrerun: null\npaths: {output_dir: x}\ndata: {}\nmodel: {}\ntrainer: {}\n"
+    )
     cfg = OmegaConf.create({"rerun": str(run), "paths": {"output_dir": str(tmp_path / "new")}})
     again = rerun_config(cfg, [f"rerun={run}", "seed=2"], {"optimizer": "adamw"})
     assert (again.seed, again.resume, again.paths.output_dir) == (2, False, str(tmp_path / "new"))
@@ -253,3 +265,45 @@ def test_rerun_config_refuses_groups_and_applies_settings(tmp_path: Path) -> Non
         rerun_config(cfg, ["optimizer=sgd"], {"optimizer": "adamw"})
     with pytest.raises(UserError, match="not the dir of a run"):
         rerun_config(OmegaConf.create({"rerun": str(tmp_path), "paths": {"output_dir": "x"}}), [], {})
+
+
+@pytest.mark.parametrize(
+    ("command", "override", "expected"),
+    [
+        ("predict", "batch_size=0", r"^batch_size must be a whole number >= 1"),
+        ("predict", "batch_size=abc", r"^batch_size must be a whole number >= 1"),
+        ("predict", "trainer.precision=bf32", r"^trainer does not build: .*bf32"),
+        ("predict", "trainer.devices=abc", r"^trainer does not build: "),
+        ("predict", "+key=1", r"^key is not a setting"),
+        ("predict", "+trainer.foo=1", r"^trainer.foo is not a setting of lightning.pytorch.Trainer"),
+        ("export", "+key=1", r"^key is not a setting"),
+        ("export", "merge=maybe", r"^merge must be true or false, got 'maybe'"),
+        ("export", "trust_run=1", r"^trust_run must be true or false"),
+    ],
+)
+def test_predict_and_export_check_their_own_settings(tmp_path: Path, command: str, override: str, expected) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from finetune.use.settings import check_command_settings
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            command, overrides=["run=x", "input=y", override] if command == "predict" else ["run=x", override]
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    with pytest.raises(UserError, match=expected):
+        check_command_settings(cfg, command)
+
+
+def test_predict_and_export_defaults_pass_their_checks(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from finetune.use.settings import check_command_settings
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for command, extra in (("predict", ["input=y"]), ("export", [])):
+            cfg = compose(command, overrides=["run=x", *extra])
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(tmp_path)
+            check_command_settings(cfg, command)

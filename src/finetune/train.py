@@ -18,6 +18,7 @@ from finetune.run import provenance, rerun
 from finetune.run.outcome import COMPLETED, INTERRUPTED, earlier_metrics, write_summary
 from finetune.run.preflight import preflight
 from finetune.run.resume import ResumePlan, claim_run
+from finetune.run.resume_fit import check_resume_fits
 from finetune.run.summary import (
     best_checkpoint,
     log_hyperparameters,
@@ -166,9 +167,11 @@ def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
     launch_dir.mkdir(parents=True, exist_ok=True)
     if logging.getLogger().handlers:  # Hydra's handlers print and write the log file; lightning adds a second printer
         logging.getLogger("lightning").handlers.clear()
-    print_config_tree(cfg, save_to=launch_dir / "config_tree.log" if is_rank_zero() else None)
     started = time.perf_counter()
     checked, datamodule = preflight(cfg)  # every run: a mistake in the input fails in seconds, before any weights load
+    check_resume_fits(cfg, plan)  # resume=<run dir>: the same data and network, a budget that goes on
+    # After the checks: a mistake is one line, not one line after the whole tree (which .hydra/ holds anyway).
+    print_config_tree(cfg, save_to=launch_dir / "config_tree.log" if is_rank_zero() else None)
     if cfg.get("validate"):
         print("\n".join(["validate=true: OK, nothing was trained", *checked]))
         return None

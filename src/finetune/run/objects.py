@@ -30,6 +30,11 @@ def check_objects(cfg: DictConfig) -> None:
         _built("trainer", lambda: _probe_trainer(cfg, callbacks))
 
 
+def check_trainer(cfg: DictConfig) -> None:
+    """``predict.py``: the trainer builds from ``cfg.trainer`` (no callbacks, no logger), else one line."""
+    _built("trainer", lambda: _probe_trainer(cfg, []))
+
+
 def _probe_optimizer(partial: Any) -> Any:
     """The optimizer on one stand-in parameter: torch checks lr, betas, momentum, weight decay ... there."""
     import torch

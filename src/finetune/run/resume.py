@@ -41,8 +41,14 @@ VOLATILE_KEYS = (
 
 
 def run_identity(cfg: DictConfig) -> str:
-    """A hash of the resolved config without ``VOLATILE_KEYS`` (paths replaced by placeholders first, since
-    other keys interpolate them)."""
+    """A hash of the resolved config without ``VOLATILE_KEYS`` (``identity_view``)."""
+    text = json.dumps(identity_view(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def identity_view(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config without ``VOLATILE_KEYS`` (paths replaced by placeholders first, since other keys
+    interpolate them): what makes two runs the same run."""
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     with open_dict(plain):
         plain.pop("hydra", None)
@@ -56,8 +62,7 @@ def run_identity(cfg: DictConfig) -> str:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(leaf, None)
-    text = json.dumps(resolved, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return resolved
 
 
 @dataclass

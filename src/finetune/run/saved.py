@@ -63,6 +63,23 @@ def read_saved_overrides(run_dir: Path, where: str) -> list[str]:
     return list(overrides or [])
 
 
+RUN_RECORDS = (str(CONFIG_FILE), str(OVERRIDES_FILE), "metrics.json", "provenance.json", "run_identity.json")
+
+
+def check_no_links_out(run_dir: Path, where: str, also: tuple[Path, ...] = ()) -> None:
+    """Refuse a run whose records (``RUN_RECORDS`` and ``also``) are links leading out of it: what a command reads
+    from a run (into a model card, say) must be the run's own files, not e.g. a key file linked in.
+
+    Raises:
+        UserError: naming the link and where it leads.
+    """
+    root = run_dir.resolve()
+    for path in (*(run_dir / name for name in RUN_RECORDS), *also):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise UserError(f"{where}: {path.relative_to(run_dir)} is a link to {path.resolve()}, outside the run; "
+                            "a run's files must be its own (copy the file in, if it is meant to be there)")  # fmt: skip
+
+
 def check_saved_targets(config: DictConfig, where: str, trust_run: bool = False) -> None:
     """Refuse a saved config that would run code other than the project's: a ``_target_`` outside
     ``ALLOWED_TARGETS`` or ``trust_remote_code`` switched on, unless ``trust_run``.

@@ -24,6 +24,7 @@ from finetune.errors import UserError
 from finetune.use.finished import instantiate_data, open_run, trained_module
 from finetune.use.inputs import check_output
 from finetune.use.model_card import model_card
+from finetune.use.settings import check_command_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ def export(cfg: DictConfig) -> Path:
     """Export ``cfg.run`` (or the run of ``cfg.ckpt_path``) to ``cfg.out`` (default ``<this dir>/model``)."""
     from hydra.utils import get_class
 
+    check_command_settings(cfg, "export")
     finished = open_run(cfg.get("run"), cfg.get("ckpt_path"), bool(cfg.get("trust_run")))
-    out = Path(cfg.out).expanduser().resolve() if cfg.get("out") else Path(cfg.paths.output_dir) / "model"
+    here = Path(cfg.paths.output_dir)
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else here / "model"
     module_class = get_class(finished.config.model._target_)
     if module_class.pipeline_task is None:
         raise UserError(
@@ -43,7 +46,7 @@ def export(cfg: DictConfig) -> Path:
     if cfg.get("merge") and not finished.config.get("peft"):
         raise UserError(f"merge=true merges a peft adapter, but {finished.run_dir} trained every weight (peft=none); "
                         "leave merge out")  # fmt: skip
-    check_output(out, "out")
+    out = check_output(out, here, "out")
     datamodule = instantiate_data(finished.config)
     module, _ = trained_module(finished, datamodule)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")

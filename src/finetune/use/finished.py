@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from finetune.errors import UserError
 from finetune.run.outcome import COMPLETED, read_summary, summary_damaged
-from finetune.run.saved import read_saved_config
+from finetune.run.saved import check_no_links_out, read_saved_config
 
 if TYPE_CHECKING:
     from finetune.models.base import FineTuneModule
@@ -63,6 +63,7 @@ def open_run(run: str | None, ckpt_path: str | None, trust_run: bool = False) ->
     where = f"run={run}" if run else f"ckpt_path={ckpt_path}: its run dir {run_dir}"
     if not run_dir.is_dir():
         raise UserError(f"{where} is not a folder; give the dir of a run (outputs/<task>/runs/<time>)")
+    check_no_links_out(run_dir, where)
     config = read_saved_config(run_dir, where, trust_run)  # data, not code: the allow-list of targets
     if summary_damaged(run_dir):
         raise UserError(
@@ -71,6 +72,7 @@ def open_run(run: str | None, ckpt_path: str | None, trust_run: bool = False) ->
     summary = read_summary(run_dir) or {}
     if checkpoint is None:
         checkpoint = best_checkpoint(run_dir, summary, where)
+        check_no_links_out(run_dir, where, (checkpoint,))
     return FinishedRun(run_dir, config, summary, checkpoint)
 
 

@@ -105,15 +105,36 @@ def _parquet_rows(file: Path) -> list[dict[str, Any]]:
         raise UserError(f"input={file} is not a readable parquet file ({str(error).splitlines()[0][:120]})") from None
 
 
-def check_output(path: Path, setting: str = "output") -> None:
-    """``path`` must not exist (a finished result is never overwritten) and its folder must be writable."""
+def check_output(path: Path, own_dir: Path, setting: str = "output") -> Path:
+    """``path`` (as given) resolved, after checking that it does not exist (a finished result is never
+    overwritten), is no link (even a dangling one: writing would follow it), lies in no run dir but this
+    command's own ``own_dir``, and that its folder is writable."""
     from finetune.run.preflight import unwritable_reason
 
+    if path.is_symlink():
+        raise UserError(f"{setting}={path} is a symbolic link; give a new path (a link would be written through)")
+    path = path.resolve()
     if path.exists():
         raise UserError(f"{setting}={path} already exists; give a new path, or delete it first")
+    run = enclosing_run(path, own_dir)
+    if run is not None:
+        raise UserError(f"{setting}={path} is inside the run {run}, which this command did not create (a command "
+                        "only reads the runs it is pointed at); give a path outside it")  # fmt: skip
     reason = unwritable_reason(path.parent)
     if reason:
         raise UserError(f"{setting}={path} cannot be written ({reason}); give a path in a writable folder")
+    return path
+
+
+def enclosing_run(path: Path, own_dir: Path) -> Path | None:
+    """The run dir (a folder with ``.hydra/config.yaml``) that ``path`` lies in, unless it is ``own_dir``."""
+    own = own_dir.resolve()
+    for folder in path.parents:
+        if folder == own:
+            return None
+        if (folder / ".hydra" / "config.yaml").is_file():
+            return folder
+    return None
 
 
 def row_id(row: dict[str, Any], number: int, id_column: str) -> Any:

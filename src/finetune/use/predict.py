@@ -25,6 +25,7 @@ from finetune import atomic
 from finetune.errors import UserError
 from finetune.use.finished import instantiate_data, open_run, trained_module
 from finetune.use.inputs import check_output, read_rows, row_id
+from finetune.use.settings import check_command_settings
 
 log = logging.getLogger(__name__)
 SHARD = "rows.rank{rank}.jsonl"
@@ -83,12 +84,12 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     from finetune.trainer.distributed import is_rank_zero, use_job_command_for_ddp_children
 
     started = time.perf_counter()
+    check_command_settings(cfg, "predict")
     finished = open_run(cfg.get("run"), cfg.get("ckpt_path"), bool(cfg.get("trust_run")))
     check_predicts(finished.config)
     here = Path(cfg.paths.output_dir)
-    output = Path(cfg.output).expanduser().resolve() if cfg.get("output") else here / "predictions.jsonl"
-    if is_rank_zero():
-        check_output(output)
+    output = Path(str(cfg.output)).expanduser() if cfg.get("output") else here / "predictions.jsonl"
+    output = check_output(output, here) if is_rank_zero() else output.resolve()
     datamodule = instantiate_data(finished.config)
     rows = read_rows(str(cfg.input), cfg.get("input_format"), cfg.get("text_column") or default_column(datamodule))
     features = datamodule.prediction_features(rows, cfg.get("text_column"))
