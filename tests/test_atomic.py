@@ -93,3 +93,9 @@ def test_disk_full_is_seen_through_wrapping_errors() -> None:
     except RuntimeError as outer:
         assert atomic.is_disk_full(outer)
     assert not atomic.is_disk_full(RuntimeError("other"))
+
+
+def test_a_full_disk_reported_in_words_is_seen() -> None:
+    safetensors_like = Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No sp')
+    assert atomic.is_disk_full(safetensors_like)
+    assert not atomic.is_disk_full(Exception("Error while serializing: shape mismatch"))

@@ -236,3 +236,13 @@ def test_trust_remote_code_when_turned_on_warns_naming_the_model(make_cfg, from_
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("trust_remote_code=true" in w and "bert-base-uncased" in w for w in warnings)
     assert any("trust_remote_code=true" in w and "org/custom-model" in w for w in warnings)
+
+
+def test_git_diff_is_masked_like_every_other_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune.run import provenance
+
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz123456")
+    diff = "--- a/conf/local.yaml\n+++ b/conf/local.yaml\n+token: hf_abcdefghijklmnopqrstuvwxyz123456\n"
+    provenance.write(tmp_path, {"git": {"commit": "abc"}, "diff": diff})
+    written = (tmp_path / "git.diff").read_text()
+    assert "hf_abcdefghijklmnopqrstuvwxyz123456" not in written and "+token: ***" in written

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.helpers.commands import error_line, run_script, succeeded
+from tests.test_atomic import small_disk  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slow
 TINY = ["model=tiny_random", "trainer.max_epochs=1", "trainer.precision=32", "logger=csv"]
@@ -110,3 +111,31 @@ def test_trust_run_loads_a_run_naming_other_code(finished: Path, tmp_path: Path)
     assert "callbacks.early_stopping._target_=tests.helpers.commands.PlainEarlyStopping" in line
     succeeded(run_script("export.py", f"run={run}", "trust_run=true", f"hydra.run.dir={tmp_path / 'trusted'}"))
     assert json.loads((tmp_path / "trusted" / "model" / "config.json").read_text())["id2label"]
+
+
+def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(finished: Path, small_disk) -> None:  # noqa: F811
+    if small_disk is None:
+        pytest.skip("cannot mount a small tmpfs here; tests/test_atomic.py checks the words safetensors uses")
+    before = hashes(finished)
+    line = error_line(run_script("export.py", f"run={finished}", f"out={small_disk / 'model'}",
+                                 f"hydra.run.dir={small_disk.parent / 'command'}"))  # fmt: skip
+    assert line.startswith(f"error: disk full: could not write model in {small_disk} (space needed, ")
+    assert list(small_disk.iterdir()) == [] and hashes(finished) == before
+
+
+def test_sigterm_during_eval_exits_non_zero_and_is_recorded(finished: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FINETUNE_TEST_SIGNAL_IN_TEST": "1"}
+    hook = "+callbacks.signal_in_test._target_=tests.helpers.signals.SignalAtTestBatch"
+    command = [sys.executable, str(ROOT / "eval.py"), f"run={finished}", hook, f"hydra.run.dir={tmp_path / 'e'}"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert "stopped by SIGTERM; stopped while testing, no result written" in result.stderr
+    recorded = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert recorded["status"] == "interrupted" and not (tmp_path / "e" / "eval.json").exists()

@@ -307,3 +307,25 @@ def test_predict_and_export_defaults_pass_their_checks(tmp_path: Path) -> None:
             with open_dict(cfg):
                 cfg.paths.output_dir = str(tmp_path)
             check_command_settings(cfg, command)
+
+
+def test_predictions_never_replace_an_input_column(tmp_path: Path) -> None:
+    from finetune.use.predict import write_output
+
+    rows = [{"id": "a", "text": "fine", "label": "negative"}, {"text": "ok"}]
+    records = {0: {"label": "positive", "score": 0.9}, 1: {"label": "negative", "score": 0.6}}
+    write_output(tmp_path / "out.jsonl", rows, records, [], "id")
+    first, second = (json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines())
+    assert first == {"id": "a", "text": "fine", "label": "negative", "predicted_label": "positive", "score": 0.9}
+    assert second == {"id": 1, "text": "ok", "label": "negative", "score": 0.6}
+
+
+@pytest.mark.parametrize(("text", "fields"), [("text,label\na,b\nc,d,e\n", 3), ("text,label\na,b\nc\n", 1)])
+def test_a_ragged_csv_row_is_refused_naming_its_line(tmp_path: Path, text: str, fields: int) -> None:
+    from finetune.use.inputs import read_rows
+
+    (tmp_path / "rows.csv").write_text(text)
+    with pytest.raises(UserError, match=rf"rows.csv:3: {fields} fields where the header has 2"):
+        read_rows(str(tmp_path / "rows.csv"), None, "text")
+    (tmp_path / "quoted.csv").write_text('text,label\n"c,d",e\n')
+    assert read_rows(str(tmp_path / "quoted.csv"), None, "text") == [{"text": "c,d", "label": "e"}]

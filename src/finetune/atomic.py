@@ -106,9 +106,18 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+# How libraries that are not Python's own I/O report it (safetensors: "IoError(Os { code: 28, kind: StorageFull").
+FULL_DISK_WORDS = ("StorageFull", "No space left on device", "Disk quota exceeded")
+
+
 def is_disk_full(error: BaseException) -> bool:
-    """True for "no space left on device" and "disk quota exceeded", also when wrapped in another error."""
-    return any(isinstance(c, OSError) and c.errno in (errno.ENOSPC, errno.EDQUOT) for c in causes(error))
+    """True for "no space left on device" and "disk quota exceeded", also when wrapped in another error or
+    reported by a library in words only (safetensors' writer)."""
+    return any(
+        (isinstance(c, OSError) and c.errno in (errno.ENOSPC, errno.EDQUOT))
+        or any(w in str(c) for w in FULL_DISK_WORDS)
+        for c in causes(error)
+    )
 
 
 def disk_full(path: Path, needed: int | None) -> DiskFull:

@@ -57,8 +57,8 @@ def run_task(cfg, prepare: Callable | None = None, finish: Callable | None = Non
         if finish is not None and is_rank_zero():
             finish(cfg)
         return value
-    except RunPreempted as preemption:  # metrics.json says interrupted; the checkpoint is saved
-        _exit_preempted(preemption)
+    except RunPreempted as preemption:  # a fit saved its checkpoint and metrics.json says interrupted
+        _exit_preempted(preemption, record)
     except KeyboardInterrupt as error:  # Ctrl-C: the job says so, and a multirun still gets its report
         record(INTERRUPTED, error)
         _exit_interrupted()
@@ -74,9 +74,14 @@ def run_task(cfg, prepare: Callable | None = None, finish: Callable | None = Non
         raise
 
 
-def _exit_preempted(preemption: BaseException) -> None:
-    """A cluster's signal: requeue the SLURM job (rank 0) and exit with 128 + the signal's number."""
+def _exit_preempted(preemption: BaseException, record: Callable) -> None:
+    """A cluster's signal: requeue the SLURM job (rank 0) and exit with 128 + the signal's number; stopped while
+    testing (no checkpoint, no summary yet), ``record`` the job interrupted first."""
+    from finetune.run.outcome import INTERRUPTED
     from finetune.trainer.distributed import is_rank_zero
+
+    if getattr(preemption, "checkpoint", None) is None:
+        record(INTERRUPTED, preemption)
     from finetune.trainer.preemption import requeue_slurm_job
 
     if is_rank_zero():

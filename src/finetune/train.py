@@ -40,7 +40,7 @@ from finetune.trainer.distributed import (
 from finetune.trainer.exact_resume import ExactResume
 from finetune.trainer.instantiate import instantiate_bag, without_logger_only
 from finetune.trainer.precision import resolve_precision
-from finetune.trainer.preemption import RunPreempted
+from finetune.trainer.preemption import RunPreempted, signals_stop_testing
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
         # FSDP leaves a fitted module's layers wrapped and its other parameters flat: test a fresh copy, which
         # the strategy wraps anew and fills with the checkpoint's weights.
         tested = build_module(cfg, datamodule) if cfg.get("train") and is_fsdp(trainer.strategy) else module
-        with ctrl_c_as_keyboard_interrupt(trainer):
+        with ctrl_c_as_keyboard_interrupt(trainer), signals_stop_testing():
             trainer.test(tested, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
 
     summary = {

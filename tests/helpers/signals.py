@@ -50,3 +50,12 @@ class CrashAtStep(Callback):
     def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
         if trainer.global_step == 1:
             raise RuntimeError(f"simulated crash while talking to a server with key {self.api_key}")
+
+
+class SignalAtTestBatch(Callback):
+    """Sends ``$FINETUNE_TEST_SIGNAL`` (default SIGTERM) at the end of the first test batch, when
+    ``$FINETUNE_TEST_SIGNAL_IN_TEST`` is set: a cluster's notice while ``eval.py`` tests."""
+
+    def on_test_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+        if os.environ.get("FINETUNE_TEST_SIGNAL_IN_TEST"):
+            os.kill(os.getpid(), getattr(signal, os.environ.get("FINETUNE_TEST_SIGNAL", "SIGTERM")))

@@ -153,8 +153,10 @@ def write(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Write ``provenance.json`` (and ``git.diff`` for a dirty tree); return the record without the diff."""
     record = dict(record)
     diff = record.pop("diff", "")
-    if diff:
-        atomic.write_text(run_dir / DIFF_FILE, diff)
+    if diff:  # masked as every other file of the run: a changed file may hold a token the environment has too
+        from finetune.run.secrets import redact_argv_secrets
+
+        atomic.write_text(run_dir / DIFF_FILE, redact_argv_secrets(diff))
         record["git"] = {**(record.get("git") or {}), "diff_file": DIFF_FILE}
     atomic.write_json(run_dir / PROVENANCE_FILE, record)
     return record

@@ -12,6 +12,8 @@ import logging
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ CHECKPOINT_NAME = "interrupted.ckpt"
 
 
 class RunPreempted(Exception):
-    """Training stopped on a signal after saving a checkpoint."""
+    """Training stopped on a signal after saving a checkpoint (``checkpoint`` None: testing stopped, nothing to
+    save)."""
 
-    def __init__(self, signum: int, checkpoint: str) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint {checkpoint}")
+    def __init__(self, signum: int, checkpoint: str | None) -> None:
+        saved = f"checkpoint {checkpoint}" if checkpoint else "stopped while testing, no result written"
+        super().__init__(f"stopped by {signal.Signals(signum).name}; {saved}")
         self.signum = signum
         self.checkpoint = checkpoint
 
@@ -92,6 +96,24 @@ class PreemptionCheckpoint(Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+@contextmanager
+def signals_stop_testing(names: tuple[str, ...] = ("SIGTERM", "SIGUSR1")) -> Iterator[None]:
+    """While testing (``eval.py``, the test after fitting): a cluster's signal stops the command at once as
+    ``RunPreempted``, so it exits with 128 + the signal's number and is recorded interrupted. Lightning itself only
+    notes a SIGTERM outside fitting, and the command would end as if it had succeeded. Lightning's own handlers,
+    installed inside ``trainer.test``, call this one too."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise RunPreempted(signum, None)
+
+    previous = {getattr(signal, name): signal.signal(getattr(signal, name), stop) for name in names}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def requeue_slurm_job() -> bool:

@@ -54,8 +54,10 @@ def export(cfg: DictConfig) -> Path:
     try:
         write_folder(partial, finished, module, datamodule, str(out), merge=bool(cfg.get("merge")))
         atomic.replace_folder(partial, out)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(partial, ignore_errors=True)
+        if atomic.is_disk_full(error):  # safetensors reports it in words: one line, not its traceback
+            raise atomic.disk_full(out, None) from None
         raise
     log.info("exported %s (%s) to %s", finished.run_dir, module.pipeline_task, out)
     return out

@@ -71,8 +71,7 @@ def _parse(text: str, kind: str, source: str, text_column: str) -> list[dict[str
     if kind == "txt":
         return [{text_column: line} for line in text.splitlines() if line.strip()]
     if kind == "csv":
-        dialect = "excel-tab" if source.endswith(".tsv") else "excel"
-        return [dict(row) for row in csv.DictReader(io.StringIO(text), dialect=dialect)]
+        return _csv_rows(text, source)
     if kind == "json":
         try:
             rows = json.loads(text)
@@ -93,6 +92,21 @@ def _parse(text: str, kind: str, source: str, text_column: str) -> list[dict[str
         if not isinstance(row, dict):
             raise UserError(f"{source}:{number}: each line must be a JSON object, got {type(row).__name__}")
         rows.append(row)
+    return rows
+
+
+def _csv_rows(text: str, source: str) -> list[dict[str, Any]]:
+    """The rows of a csv or tsv file; a row with more or fewer fields than the header is refused, naming its line
+    (csv would silently cut or pad it)."""
+    reader = csv.DictReader(io.StringIO(text), dialect="excel-tab" if source.endswith(".tsv") else "excel")
+    rows = []
+    for row in reader:
+        if None in row or None in row.values():
+            fields = len(row) - (None in row) + len(row.get(None) or [])
+            fields -= sum(value is None for key, value in row.items() if key is not None)
+            raise UserError(f"{source}:{reader.line_num}: {fields} fields where the header has "
+                            f"{len(reader.fieldnames or [])}; quote values that hold the separator")  # fmt: skip
+        rows.append(dict(row))
     return rows
 
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from finetune import atomic
 from finetune.errors import UserError
+from finetune.trainer.compat import ctrl_c_as_keyboard_interrupt
 from finetune.use.finished import instantiate_data, open_run, trained_module
 from finetune.use.inputs import check_output, read_rows, row_id
 from finetune.use.settings import check_command_settings
@@ -100,7 +101,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     loader = prediction_loader(datamodule, features, predictable, int(cfg.batch_size), trainer)
     with warnings.catch_warnings():  # FixedBatches holds every row: Lightning's drop_last caution does not apply
         warnings.filterwarnings("ignore", message="You are using a custom batch sampler")
-        trainer.predict(module, dataloaders=loader, return_predictions=False)
+        with ctrl_c_as_keyboard_interrupt(trainer):  # Ctrl-C: exit 130 and no output, as every command
+            trainer.predict(module, dataloaders=loader, return_predictions=False)
     if not trainer.is_global_zero:
         return {}
     failed = [{"row": i, "error": features[i]["error"]} for i in range(len(rows)) if "error" in features[i]]
@@ -180,13 +182,16 @@ def merged_records(folder: Path) -> dict[int, dict[str, Any]]:
 
 
 def write_output(output: Path, rows: list[dict], records: dict[int, dict], failed: list[dict], id_column: str) -> None:
-    """The input rows in order, each with its id, its fields and its prediction (or its error); atomically."""
+    """The input rows in order, each with its id, its fields and its prediction (or its error); atomically. An
+    output name the input already has (a gold ``label`` column) is written as ``predicted_<name>``: input fields
+    are never replaced."""
     errors = {item["row"]: item["error"] for item in failed}
     with atomic.atomic_open(output) as handle:
         for number, row in enumerate(rows):
             prediction = records.get(number) or {"error": errors.get(number, "not predicted")}
             fields = {k: v for k, v in row.items() if k != id_column}
-            handle.write(json.dumps({"id": row_id(row, number, id_column), **fields, **prediction}) + "\n")
+            named = {(f"predicted_{k}" if k in fields else k): v for k, v in prediction.items()}
+            handle.write(json.dumps({"id": row_id(row, number, id_column), **fields, **named}) + "\n")
 
 
 def _row_list(failed: list[dict[str, Any]], shown: int = 20) -> str:
