@@ -74,8 +74,12 @@ DAMAGES = {
 }
 
 
-@pytest.mark.parametrize("damage", list(DAMAGES))
-@pytest.mark.parametrize("command", list(COMMANDS))
+# Every command against the foreign target (the security case); each other damage against one command (the
+# readers are shared: tests/test_saved_runs.py checks them for every file and form).
+CASES = [*((command, "foreign_target") for command in COMMANDS), ("eval", "remote_code"), ("predict", "cut_config")]
+
+
+@pytest.mark.parametrize(("command", "damage"), CASES)
 def test_a_run_dir_is_data_never_code(finished: Path, tmp_path: Path, command: str, damage: str) -> None:
     run, victim = tmp_path / "handed_over", tmp_path / "victim.txt"
     shutil.copytree(finished, run)
@@ -87,9 +91,12 @@ def test_a_run_dir_is_data_never_code(finished: Path, tmp_path: Path, command: s
     line = error_line(run_script(*COMMANDS[command](run, tmp_path), f"hydra.run.dir={tmp_path / 'command'}"))
     assert expected in line
     assert hashes(run) == before and victim.read_text() == "precious\n"
+    if command != "rerun":  # a refused use-command leaves one line, not a folder (train.py records in its own)
+        assert not (tmp_path / "command").exists()
+        assert expected in json.loads((tmp_path / "refused.jsonl").read_text())["error"]
 
 
-@pytest.mark.parametrize("command", ["eval", "predict", "export"])
+@pytest.mark.parametrize("command", ["export"])
 def test_a_damaged_summary_is_one_line_and_never_taken_over(finished: Path, tmp_path: Path, command: str) -> None:
     run = tmp_path / "handed_over"
     shutil.copytree(finished, run)
@@ -98,7 +105,7 @@ def test_a_damaged_summary_is_one_line_and_never_taken_over(finished: Path, tmp_
     before = hashes(run)
     line = error_line(run_script(*COMMANDS[command](run, tmp_path), f"hydra.run.dir={tmp_path / 'command'}"))
     assert "its metrics.json is damaged" in line
-    assert hashes(run) == before
+    assert hashes(run) == before and not (tmp_path / "command").exists()
 
 
 def test_trust_run_loads_a_run_naming_other_code(finished: Path, tmp_path: Path) -> None:
@@ -139,3 +146,20 @@ def test_sigterm_during_eval_exits_non_zero_and_is_recorded(finished: Path, tmp_
     assert "stopped by SIGTERM; stopped while testing, no result written" in result.stderr
     recorded = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert recorded["status"] == "interrupted" and not (tmp_path / "e" / "eval.json").exists()
+
+
+def test_a_second_predict_to_the_same_output_is_refused_while_the_first_writes(finished: Path, tmp_path: Path) -> None:
+    import os
+
+    from finetune.use.inputs import claimed_output
+
+    (tmp_path / "rows.txt").write_text("a review\n")
+    output = tmp_path / "preds.jsonl"
+    with claimed_output(output, tmp_path / "first"):  # the first predict holds the name while it works
+        line = error_line(run_script("predict.py", f"run={finished}", f"input={tmp_path / 'rows.txt'}",
+                                     f"output={output}", f"hydra.run.dir={tmp_path / 'second'}"))  # fmt: skip
+        assert f"output={output} is being written by pid {os.getpid()}" in line
+    assert not output.exists() and not (tmp_path / "second").exists()
+    succeeded(run_script("predict.py", f"run={finished}", f"input={tmp_path / 'rows.txt'}", f"output={output}",
+                         f"hydra.run.dir={tmp_path / 'third'}"))  # fmt: skip
+    assert json.loads(output.read_text())["text"] == "a review"

@@ -329,3 +329,39 @@ def test_a_ragged_csv_row_is_refused_naming_its_line(tmp_path: Path, text: str, 
         read_rows(str(tmp_path / "rows.csv"), None, "text")
     (tmp_path / "quoted.csv").write_text('text,label\n"c,d",e\n')
     assert read_rows(str(tmp_path / "quoted.csv"), None, "text") == [{"text": "c,d", "label": "e"}]
+
+
+def test_an_output_is_claimed_until_written_and_a_dead_writers_leftovers_go(tmp_path: Path) -> None:
+    import os
+
+    from finetune.use.inputs import claimed_output
+
+    own, target = tmp_path / "command", tmp_path / "preds.jsonl"
+    dead, live = tmp_path / ".preds.jsonl.99999999.tmp", tmp_path / f".preds.jsonl.{os.getpid()}.tmp"
+    for leftover in (dead, live):
+        leftover.write_text("half\n")
+    with claimed_output(target, own) as claimed:
+        assert claimed == target.resolve() and not dead.exists() and live.exists()
+        busy = rf"^output={target} is being written by pid {os.getpid()} on host "
+        with pytest.raises(UserError, match=busy), claimed_output(target, own):
+            pass
+        claimed.write_text("done\n")
+    assert not (tmp_path / ".preds.jsonl.lock").exists()  # released: the lock file goes
+    with pytest.raises(UserError, match="already exists"), claimed_output(target, own):
+        pass
+
+
+def test_a_refused_command_leaves_one_line_not_a_folder(tmp_path: Path) -> None:
+    from finetune.use.refusals import fold_into_record
+
+    refused = tmp_path / "runs" / "2026-12-03_10-00-00"
+    (refused / ".hydra").mkdir(parents=True)
+    (refused / ".hydra" / "config.yaml").write_text("{}\n")
+    (refused / "predict.log").write_text("")
+    kept = tmp_path / "runs" / "2026-12-03_10-00-01"
+    (kept / ".hydra").mkdir(parents=True)
+    (kept / "predictions.jsonl").write_text("{}\n")  # a result: the dir stays
+    record = fold_into_record(refused, "input=x.csv does not exist")
+    assert record == tmp_path / "runs" / "refused.jsonl" and not refused.exists()
+    assert json.loads(record.read_text())["error"] == "input=x.csv does not exist"
+    assert fold_into_record(kept, "late failure") is None and kept.exists()

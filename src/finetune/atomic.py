@@ -80,6 +80,28 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def remove_dead_leftovers(path: Path) -> list[Path]:
+    """Remove the temporary files and folders (``.<name>.<pid>.tmp``, ``.partial``, ``.old``) that a process
+    which is no longer alive left beside ``path``; return them. A live writer's are kept."""
+    removed = []
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        pid = leftover.name.removeprefix(f".{path.name}.").split(".")[0]
+        if pid.isdigit() and leftover.suffix in (".tmp", ".partial", ".old") and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def replace_folder(partial: Path, final: Path) -> None:
     """Rename the finished folder ``partial`` to ``final``, replacing (not merging into) a folder already there."""
     if final.exists():

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from finetune.errors import UserError, causes
+from finetune.errors import UserError, causes, refuse
 
 
 def config_dir() -> str:
@@ -69,8 +69,7 @@ def run_task(cfg, prepare: Callable | None = None, finish: Callable | None = Non
             logging.getLogger(__name__).error("job failed: %s (%s)", error, Path(cfg.paths.output_dir))
             return FAILED_TRIAL
         if isinstance(error, UserError):
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise refuse(str(error)) from None
         raise
 
 

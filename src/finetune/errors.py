@@ -12,6 +12,22 @@ class UserError(Exception):
     """
 
 
+class Refused(SystemExit):
+    """Exit status 2 after the one ``error:`` line was printed; ``line`` keeps it for the failure record."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(2)
+        self.line = line
+
+
+def refuse(message: str) -> Refused:
+    """Print ``error: <message>`` on stderr and return the exit to raise (``raise refuse(...) from None``)."""
+    import sys
+
+    print(f"error: {message}", file=sys.stderr)
+    return Refused(message)
+
+
 def causes(error: BaseException | None) -> Iterator[BaseException]:
     """``error`` and the errors it was raised from or during, innermost last (bounded: a chain can loop)."""
     for _ in range(10):

@@ -48,14 +48,20 @@ def _describe(text: str) -> str:
 
 
 class RunLock:
-    """Held while this process trains in ``run_dir``; ``release()`` (or process exit) frees it.
+    """Held while this process trains in ``run_dir`` (or writes a file: ``name``, ``busy``); ``release()`` (or
+    process exit) frees it.
+
+    Args:
+        run_dir: the folder the lock file goes in.
+        name: the lock file's name.
+        busy: the refusal when a live process holds it, with ``{who}``; None: the run dir's.
 
     Raises:
         UserError: when a live process holds the lock.
     """
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_FILE
+    def __init__(self, run_dir: Path, name: str = LOCK_FILE, busy: str | None = None) -> None:
+        self.path = run_dir / name
         run_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # the file can be unlinked by a releasing holder between open and flock: retry
             handle = self.path.open("a+")
@@ -65,10 +71,9 @@ class RunLock:
                 handle.seek(0)
                 who = _describe(handle.read())
                 handle.close()
-                raise UserError(
-                    f"{run_dir} is being trained by {who}: wait for it to finish, or stop it; "
-                    "resume=false starts a separate run"
-                ) from None
+                trained = f"{run_dir} is being trained by {{who}}: wait for it to finish, or stop it; "
+                busy = busy or trained + "resume=false starts a separate run"
+                raise UserError(busy.format(who=who)) from None
             if _same_file(handle, self.path):
                 break
             handle.close()

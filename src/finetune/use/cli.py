@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from finetune.errors import UserError
+from finetune.errors import UserError, refuse
+from finetune.use.refusals import one_record_when_refused
 
 
 def eval_task(cfg: DictConfig) -> None:
@@ -24,21 +26,24 @@ def eval_task(cfg: DictConfig) -> None:
         test, found["run"] = eval_config(command)
         return test
 
-    run_task(cfg, prepare, lambda test: write_report(test, found["run"]))
+    with one_record_when_refused(Path(cfg.paths.output_dir)):
+        run_task(cfg, prepare, lambda test: write_report(test, found["run"]))
 
 
 def predict_task(cfg: DictConfig) -> None:
     """Predict a file's rows with a finished run's model (``finetune.use.predict``)."""
     from finetune.use.predict import predict
 
-    run_command(lambda: predict(cfg))
+    with one_record_when_refused(Path(cfg.paths.output_dir)):
+        run_command(lambda: predict(cfg))
 
 
 def export_task(cfg: DictConfig) -> None:
     """Export a finished run as a Hugging Face folder (``finetune.use.export``)."""
     from finetune.use.export import export
 
-    run_command(lambda: export(cfg))
+    with one_record_when_refused(Path(cfg.paths.output_dir)):
+        run_command(lambda: export(cfg))
 
 
 def run_command(action: Callable[[], Any]) -> Any:
@@ -50,18 +55,14 @@ def run_command(action: Callable[[], Any]) -> Any:
         with one_job_of_processes():  # a DDP predict closes its process group
             return action()
     except MissingMandatoryValue as error:  # input=??? left unset
-        print(
-            f"error: {error.full_key} is not set: give it on the command line ({error.full_key}=...)", file=sys.stderr
-        )
-        raise SystemExit(2) from None
+        raise refuse(f"{error.full_key} is not set: give it on the command line ({error.full_key}=...)") from None
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C); nothing was written to the output", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as raised:
         error = user_error_inside(raised)
         if isinstance(error, UserError):
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise refuse(str(error)) from None
         raise
 
 

@@ -22,7 +22,7 @@ from finetune import atomic
 from finetune.adapters.attach import is_adapted
 from finetune.errors import UserError
 from finetune.use.finished import instantiate_data, open_run, trained_module
-from finetune.use.inputs import check_output
+from finetune.use.inputs import claimed_output
 from finetune.use.model_card import model_card
 from finetune.use.settings import check_command_settings
 
@@ -46,21 +46,26 @@ def export(cfg: DictConfig) -> Path:
     if cfg.get("merge") and not finished.config.get("peft"):
         raise UserError(f"merge=true merges a peft adapter, but {finished.run_dir} trained every weight (peft=none); "
                         "leave merge out")  # fmt: skip
-    out = check_output(out, here, "out")
-    datamodule = instantiate_data(finished.config)
-    module, _ = trained_module(finished, datamodule)
+    with claimed_output(out, here, "out") as out:  # held until written: two exports never mix
+        datamodule = instantiate_data(finished.config)
+        module, _ = trained_module(finished, datamodule)
+        _write_atomically(out, finished, module, datamodule, bool(cfg.get("merge")))
+    log.info("exported %s (%s) to %s", finished.run_dir, module.pipeline_task, out)
+    return out
+
+
+def _write_atomically(out: Path, finished: Any, module: Any, datamodule: Any, merge: bool) -> None:
+    """``write_folder`` into a hidden partial folder beside ``out``, renamed to ``out`` once whole."""
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        write_folder(partial, finished, module, datamodule, str(out), merge=bool(cfg.get("merge")))
+        write_folder(partial, finished, module, datamodule, str(out), merge=merge)
         atomic.replace_folder(partial, out)
     except BaseException as error:
         shutil.rmtree(partial, ignore_errors=True)
         if atomic.is_disk_full(error):  # safetensors reports it in words: one line, not its traceback
             raise atomic.disk_full(out, None) from None
         raise
-    log.info("exported %s (%s) to %s", finished.run_dir, module.pipeline_task, out)
-    return out
 
 
 def write_folder(folder: Path, finished: Any, module: Any, datamodule: Any, final: str, merge: bool = False) -> None:

@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,26 @@ def check_output(path: Path, own_dir: Path, setting: str = "output") -> Path:
     if reason:
         raise UserError(f"{setting}={path} cannot be written ({reason}); give a path in a writable folder")
     return path
+
+
+@contextmanager
+def claimed_output(path: Path, own_dir: Path, setting: str = "output") -> Iterator[Path]:
+    """``check_output``, then hold the output's name while the command runs: a second command writing the same
+    path is refused at once in one line (not after both ran, when one result would silently replace the other),
+    and what a dead command left there (temporary files, partial folders) is removed."""
+    from finetune import atomic
+    from finetune.run.lock import RunLock
+
+    resolved = check_output(path, own_dir, setting)
+    busy = f"{setting}={resolved} is being written by {{who}}: wait for it to finish, or give another path"
+    lock = RunLock(resolved.parent, f".{resolved.name}.lock", busy=busy)
+    try:
+        atomic.remove_dead_leftovers(resolved)
+        if resolved.exists():  # written by a command that finished between the check and the lock
+            raise UserError(f"{setting}={resolved} already exists; give a new path, or delete it first")
+        yield resolved
+    finally:
+        lock.release()
 
 
 def enclosing_run(path: Path, own_dir: Path) -> Path | None:

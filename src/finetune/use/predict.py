@@ -25,7 +25,7 @@ from finetune import atomic
 from finetune.errors import UserError
 from finetune.trainer.compat import ctrl_c_as_keyboard_interrupt
 from finetune.use.finished import instantiate_data, open_run, trained_module
-from finetune.use.inputs import check_output, read_rows, row_id
+from finetune.use.inputs import claimed_output, read_rows, row_id
 from finetune.use.settings import check_command_settings
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,9 @@ class RowWriter(Callback):
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Predict ``cfg.input`` with the run's model into ``cfg.output`` (default ``<this dir>/predictions.jsonl``);
-    write and return the summary (``predict.json``)."""
-    from finetune.trainer.distributed import is_rank_zero, use_job_command_for_ddp_children
+    write and return the summary (``predict.json``). The output's name is held from the check to the write
+    (``claimed_output``): two commands never write one file."""
+    from finetune.trainer.distributed import is_rank_zero
 
     started = time.perf_counter()
     check_command_settings(cfg, "predict")
@@ -90,7 +91,16 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     check_predicts(finished.config)
     here = Path(cfg.paths.output_dir)
     output = Path(str(cfg.output)).expanduser() if cfg.get("output") else here / "predictions.jsonl"
-    output = check_output(output, here) if is_rank_zero() else output.resolve()
+    if not is_rank_zero():  # DDP's other ranks predict their share; rank 0 writes the output
+        return _predict(cfg, finished, output.resolve(), started)
+    with claimed_output(output, here) as claimed:
+        return _predict(cfg, finished, claimed, started)
+
+
+def _predict(cfg: DictConfig, finished: Any, output: Path, started: float) -> dict[str, Any]:
+    from finetune.trainer.distributed import use_job_command_for_ddp_children
+
+    here = Path(cfg.paths.output_dir)
     datamodule = instantiate_data(finished.config)
     rows = read_rows(str(cfg.input), cfg.get("input_format"), cfg.get("text_column") or default_column(datamodule))
     features = datamodule.prediction_features(rows, cfg.get("text_column"))
@@ -109,17 +119,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     write_output(output, rows, merged_records(here / "shards"), failed, cfg.get("id_column") or "id")
     shutil.rmtree(here / "shards", ignore_errors=True)
     summary = {
-        "run": str(finished.run_dir),
-        "checkpoint": str(finished.checkpoint),
-        "input": str(cfg.input),
-        "output": str(output),
-        "rows": len(rows),
-        "predicted": len(predictable),
-        "failed": failed,
-        "precision": str(trainer.precision),
-        "devices": trainer.world_size,
+        "run": str(finished.run_dir), "checkpoint": str(finished.checkpoint), "input": str(cfg.input),
+        "output": str(output), "rows": len(rows), "predicted": len(predictable), "failed": failed,
+        "precision": str(trainer.precision), "devices": trainer.world_size,
         "seconds": round(time.perf_counter() - started, 3),
-    }
+    }  # fmt: skip
     atomic.write_json(here / "predict.json", summary)
     if failed:
         log.warning("%d row(s) could not be predicted: %s", len(failed), _row_list(failed))
