@@ -18,7 +18,7 @@ from finetune.run.resume import IDENTITY_FILE, newest_good_checkpoint, prepare_r
 def test_identity_ignores_where_and_how_a_run_reports(make_cfg) -> None:
     base = run_identity(make_cfg())
     assert run_identity(make_cfg()) == base  # another run dir, same training
-    assert run_identity(make_cfg("logger=none", "tags=[x]", "resume=false")) == base
+    assert run_identity(make_cfg("logger=none", "tags=[x]", "resume=false", "trust_run=true")) == base
     assert run_identity(make_cfg("optimizer.lr=1e-3")) != base
     assert run_identity(make_cfg("seed=7")) != base
 

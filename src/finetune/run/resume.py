@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 VOLATILE_KEYS = (
     "paths",
     "resume",
+    "trust_run",
     "validate",
     "logger",
     "tags",
