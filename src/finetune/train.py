@@ -168,8 +168,10 @@ def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
     if logging.getLogger().handlers:  # Hydra's handlers print and write the log file; lightning adds a second printer
         logging.getLogger("lightning").handlers.clear()
     started = time.perf_counter()
+    # resume=<run dir>: the same data and network, a budget that goes on; compared as composed, before the
+    # preflight resolves per-device batch sizes from global_batch_size
+    check_resume_fits(cfg, plan)
     checked, datamodule = preflight(cfg)  # every run: a mistake in the input fails in seconds, before any weights load
-    check_resume_fits(cfg, plan)  # resume=<run dir>: the same data and network, a budget that goes on
     # After the checks: a mistake is one line, not one line after the whole tree (which .hydra/ holds anyway).
     print_config_tree(cfg, save_to=launch_dir / "config_tree.log" if is_rank_zero() else None)
     if cfg.get("validate"):
