@@ -91,6 +91,16 @@ def test_experiment_fits_the_line(make_cfg) -> None:
     assert (Path(cfg.paths.output_dir) / "metrics.json").is_file()
 
 
+# The README's table (python train.py -m experiment=linear_regression optimizer=gd,momentum,rmsprop,adam): steps to
+# the threshold, θ0, θ1 and test MSE as printed there. The experiment pins fp32, so they hold on any CPU.
+README_TABLE = {
+    "gd": (71, 2.012, -2.977, 0.0094),
+    "momentum": (79, 2.013, -2.982, 0.0094),
+    "rmsprop": (19, 2.012, -2.983, 0.0094),
+    "adam": (83, 1.995, -3.014, 0.0095),
+}
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_reaches_the_loss_threshold(optimizer: str, make_cfg, record_property) -> None:
     cfg = make_cfg("experiment=linear_regression", f"optimizer={optimizer}", *QUIET, fast=False)
@@ -100,3 +110,6 @@ def test_every_optimizer_reaches_the_loss_threshold(optimizer: str, make_cfg, re
     print(f"{optimizer}: lr={cfg.optimizer.lr} steps={steps}")
     assert summary["stop_reason"] == "loss_threshold", summary
     assert steps <= 100  # the shared lr of the experiment suits all four (see its comment)
+    metrics = summary["metrics"]
+    shown = (steps, round(metrics["theta/0"], 3), round(metrics["theta/1"], 3), round(metrics["test/loss"], 4))
+    assert shown == README_TABLE[optimizer], shown  # the README's row, digit for digit

@@ -365,3 +365,12 @@ def test_a_refused_command_leaves_one_line_not_a_folder(tmp_path: Path) -> None:
     assert record == tmp_path / "runs" / "refused.jsonl" and not refused.exists()
     assert json.loads(record.read_text())["error"] == "input=x.csv does not exist"
     assert fold_into_record(kept, "late failure") is None and kept.exists()
+
+
+def test_the_saved_config_tree_never_cuts_a_value(tmp_path: Path) -> None:
+    from finetune.run.summary import print_config_tree
+
+    run_dir = "/very/long/" + "x" * 150 + "/2026-12-03_10-00-00_123456"
+    print_config_tree(OmegaConf.create({"paths": {"output_dir": run_dir}, "seed": 1}), tmp_path / "t.log", show=False)
+    text = (tmp_path / "t.log").read_text()
+    assert f"output_dir: {run_dir}\n" in text and all(line == line.rstrip() for line in text.splitlines())

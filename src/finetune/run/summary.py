@@ -35,9 +35,26 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None, show: bool =
         tree.add(key, style="dim", guide_style="dim").add(rich.syntax.Syntax(text, "yaml"))
     if show:
         rich.print(tree)
-    if save_to is not None:
-        with atomic.atomic_open(save_to, "w") as handle:
-            rich.print(tree, file=handle)
+    if save_to is not None:  # as wide as the longest line: a file keeps every value whole (a console cuts at 80)
+        import rich.console
+
+        console = rich.console.Console(width=_widest(tree) + 16, color_system=None)
+        with console.capture() as captured:
+            console.print(tree)
+        atomic.write_text(save_to, "".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def _widest(tree: Any) -> int:
+    """The longest line of the tree's YAML texts (their syntax blocks), at least 80."""
+    widths = [80]
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        code = getattr(node.label, "code", None)
+        if isinstance(code, str):
+            widths.extend(len(line) + 8 * 4 for line in code.splitlines())
+    return max(widths)
 
 
 def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
