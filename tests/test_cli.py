@@ -124,3 +124,27 @@ def test_help_piped_into_a_reader_that_stops_early_is_no_error() -> None:
     result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_commands_and_every_option_of_each_group_but_no_internal_one() -> None:
+    import re
+    import sys
+
+    result = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for command in (
+        "python train.py validate=true",
+        "python eval.py run=",
+        "python predict.py run=",
+        "python export.py run=",
+        "python train.py -m hparams_search=optuna",
+        "python train.py rerun=",
+    ):
+        assert command in result.stdout, command  # fmt: skip
+    listing = result.stdout.split("Config groups")[1].split("Any setting")[0]
+    groups = dict(re.findall(r"^  (\w+) +(.*(?:\n {18}.*)*)", listing, flags=re.MULTILINE))
+    for group, options in groups.items():
+        shipped = {p.stem for p in (ROOT / "conf" / group).glob("*.yaml")}
+        listed = set(re.findall(r"\b[a-z][a-z0-9_]*\b", options)) & shipped
+        assert listed == {name for name in shipped if not name.startswith("_")}, group  # _text and friends hidden
+    assert set(groups) >= {"data", "model", "optimizer", "scheduler", "peft", "trainer", "logger", "experiment"}
