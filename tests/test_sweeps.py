@@ -110,7 +110,14 @@ def test_optuna_search_resumes_from_its_sqlite_study(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr[-3000:]
     with sqlite3.connect(storage) as db:
         (trials,) = db.execute("select count(*) from trials").fetchone()
+        rows = db.execute("select trial_id, param_name, param_value from trial_params order by trial_id").fetchall()
     assert trials == 6
+    proposed: dict[int, set] = {}
+    for trial, name, value in rows:
+        proposed.setdefault(trial, set()).add((name, value))
+    sets = [frozenset(params) for _, params in sorted(proposed.items())]
+    assert len(sets) == 6 and not set(sets[:3]) & set(sets[3:]), sets  # the resumed study proposed new parameters
+    assert "3 trials already done" in second.stdout + second.stderr
 
 
 @pytest.mark.slow
