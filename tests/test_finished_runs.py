@@ -48,7 +48,8 @@ def test_commands_pointed_at_a_finished_run_leave_it_unchanged(tmp_path: Path) -
     before, summary_before = tree_hash(done), summary(done)
     bad = {"optimizer.lr=abc": "optimizer.lr must be a positive number", "data.batch_size=0": "data.batch_size"}
     for override, message in bad.items():
-        result = run_cli(*command, f"resume={done}", override, log_dir=tmp_path)
+        # a larger budget, so the resume fits the run and the bad value is what is refused
+        result = run_cli(*command, f"resume={done}", "trainer.max_epochs=3", override, log_dir=tmp_path)
         assert message in one_line_error(result)
         assert tree_hash(done) == before, override
     for extra in ([f"hydra.run.dir={done}"], [f"hydra.run.dir={done}", "resume=false"]):  # a new run there
