@@ -11,19 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.helpers.commands import error_line, run_script, succeeded, tree_state
+from tests.helpers.commands import error_line, finished_run, run_script, succeeded, tree_state
 
 pytestmark = pytest.mark.slow
-TINY = ["model=tiny_random", "trainer.max_epochs=1", "trainer.precision=32", "logger=csv"]
-TINY += ["callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run of the tiny model on the demo reviews."""
-    base = tmp_path_factory.mktemp("finished")
-    succeeded(run_script("train.py", *TINY, f"paths.log_dir={base}", f"hydra.run.dir={base / 'run'}"))
-    return base / "run"
+    return finished_run(tmp_path_factory.mktemp("finished"))
 
 
 def demo_csv(path: Path, labels: list[str] | None = None, rows: int = 30) -> Path:

@@ -3,7 +3,6 @@ and a run that did what it was asked without a validation is completed. Real pro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers.commands import tree_hashes
 from tests.test_cli import FAST_CLI, one_line_error, run_cli
 
 HELD = [
@@ -30,11 +30,6 @@ HELD = [
 ]
 
 
-def tree_hash(folder: Path) -> dict[str, str]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-
 def summary(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
@@ -45,22 +40,22 @@ def test_commands_pointed_at_a_finished_run_leave_it_unchanged(tmp_path: Path) -
     first = run_cli(*command, log_dir=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     (done,) = (tmp_path / "done" / "runs").iterdir()
-    before, summary_before = tree_hash(done), summary(done)
+    before, summary_before = tree_hashes(done), summary(done)
     bad = {"optimizer.lr=abc": "optimizer.lr must be a positive number", "data.batch_size=0": "data.batch_size"}
     for override, message in bad.items():
         # a larger budget, so the resume fits the run and the bad value is what is refused
         result = run_cli(*command, f"resume={done}", "trainer.max_epochs=3", override, log_dir=tmp_path)
         assert message in one_line_error(result)
-        assert tree_hash(done) == before, override
+        assert tree_hashes(done) == before, override
     for extra in ([f"hydra.run.dir={done}"], [f"hydra.run.dir={done}", "resume=false"]):  # a new run there
         result = run_cli(*command, *extra, log_dir=tmp_path)
         assert f"hydra.run.dir={done} already holds a run" in one_line_error(result)
-        assert tree_hash(done) == before, extra
+        assert tree_hashes(done) == before, extra
     # The same command with resume= on purpose: its budget is the one the run completed, so it would train
     # nothing and only rewrite the run's record: refused before the claim, the run unchanged.
     same = run_cli(*command, f"resume={done}", log_dir=tmp_path)
     assert "this command's budget trains nothing more" in one_line_error(same)
-    assert tree_hash(done) == before
+    assert tree_hashes(done) == before
     # A larger budget continues it in place from its finished checkpoint, and it stays completed.
     again = run_cli(*command, f"resume={done}", "trainer.max_epochs=3", log_dir=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]

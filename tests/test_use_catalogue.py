@@ -3,7 +3,6 @@ one line with exit status 2, before any work, and the run it points at is unchan
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -12,27 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.commands import error_line, run_script, succeeded
+from tests.helpers.commands import error_line, finished_run, run_script, succeeded
+from tests.helpers.commands import tree_hashes as hashes
 from tests.test_atomic import small_disk  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slow
-TINY = ["model=tiny_random", "trainer.max_epochs=1", "trainer.precision=32", "logger=csv"]
-TINY += ["callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false"]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run of the tiny model on the demo reviews (copied by each case before it damages it)."""
-    base = tmp_path_factory.mktemp("catalogue")
-    succeeded(run_script("train.py", *TINY, f"paths.log_dir={base}", f"hydra.run.dir={base / 'run'}"))
-    return base / "run"
-
-
-def hashes(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` with the SHA-256 of its bytes."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
-    }
+    return finished_run(tmp_path_factory.mktemp("catalogue"))
 
 
 def _edit_config(run: Path, change: Callable[[dict], None]) -> None:

@@ -47,3 +47,23 @@ def drop_run(cfg: Any) -> None:
     import shutil
 
     shutil.rmtree(cfg.paths.output_dir, ignore_errors=True)
+
+
+# A tiny run through the real command line: the random 2-layer model, one epoch, fp32, CSV only, no bars.
+TINY = ["model=tiny_random", "trainer.max_epochs=1", "trainer.precision=32", "logger=csv"]
+TINY += ["callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false"]
+
+
+def finished_run(base: Path) -> Path:
+    """``train.py`` with ``TINY`` on the demo reviews in ``base/run``, finished: the run the after-training
+    commands are pointed at."""
+    succeeded(run_script("train.py", *TINY, f"paths.log_dir={base}", f"hydra.run.dir={base / 'run'}"))
+    return base / "run"
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the SHA-256 of its bytes: a run a command must leave unchanged."""
+    import hashlib
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
