@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bash benchmarks/gpu.sh [--steps 100 --warmup 20 --batch 32 --seq 128 --peak-tflops 989 ...]
 # bert-base training throughput and MFU on this machine's GPU (see benchmarks/gpu_throughput.py for the FLOP count).
-# On a machine without a GPU it runs on the CPU and prints MFU as n/a; --device cpu --steps 2 --tiny is a smoke test.
+# On a machine without a GPU it refuses in one line; --device cpu --steps 2 --tiny is a smoke test there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"

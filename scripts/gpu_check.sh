@@ -27,8 +27,11 @@ for size in ${SIZES//,/ }; do
   extra=""; [ "$size" = base ] && extra="$BASE_SIZE"
   for case in "${CASES[@]}"; do
     name="${case%%|*}"; overrides="${case#*|}"
+    if [ "$GPUS" -lt 1 ]; then
+      printf '%-6s %-10s %-6s %10s  %s\n' "$size" "$name" SKIP - "no GPU on this machine"; continue
+    fi
     if [[ "$name" == ddp* || "$name" == fsdp* ]] && [ "$GPUS" -lt 2 ]; then
-      printf '%-6s %-10s %-6s %10s  %s\n' "$size" "$name" SKIP - "needs 2+ GPUs"; continue
+      printf '%-6s %-10s %-6s %10s  %s\n' "$size" "$name" SKIP - "needs 2+ GPUs, this machine has $GPUS"; continue
     fi
     probe="$OUT/$size-$name.json"; rm -f "$probe"
     log="$OUT/$size-$name.log"

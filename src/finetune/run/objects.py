@@ -27,11 +27,26 @@ def check_objects(cfg: DictConfig) -> None:
         if isinstance(node, DictConfig) and "_target_" in node:
             callbacks.append(_built(f"callbacks.{name}", lambda node=node: instantiate(node)))
     if "_target_" in cfg.get("trainer", {}):
+        check_accelerator(cfg.trainer)
         _built("trainer", lambda: _probe_trainer(cfg, callbacks))
+
+
+def check_accelerator(trainer: DictConfig) -> None:
+    """A GPU trainer on a machine without one is one line naming what is missing (Lightning's own message,
+    "No supported gpu backend found!", names neither the setting nor the way out)."""
+    import torch
+
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={accelerator} needs a CUDA GPU and this machine has none "
+            "(torch.cuda.is_available() is False): use trainer=cpu, or trainer=ddp_cpu for several CPU processes"
+        )
 
 
 def check_trainer(cfg: DictConfig) -> None:
     """``predict.py``: the trainer builds from ``cfg.trainer`` (no callbacks, no logger), else one line."""
+    check_accelerator(cfg.trainer)
     _built("trainer", lambda: _probe_trainer(cfg, []))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,7 @@ class RunDirCheck(Callback):
         self._refuse(lambda: check_task_name(config.get("task_name")))
         self._refuse(lambda: check_creatable(config.hydra.sweep.dir))
         self._refuse(lambda: check_storage(config.hydra.sweeper.get("storage")))
+        self._refuse(lambda: check_launcher(config.hydra.launcher))
 
     @staticmethod
     def _refuse(check: Any) -> None:
@@ -225,3 +227,16 @@ def check_storage(storage: Any) -> None:
         if not folder.is_dir():
             raise UserError(f"hydra.sweeper.storage={storage}: the folder {folder} does not exist; create it first")
         check_writable(folder, "the Optuna study", "hydra.sweeper.storage")
+
+
+def check_launcher(launcher: Any) -> None:
+    """A SLURM launcher needs SLURM's commands on this machine (submitit's own error is a traceback from inside
+    the sweep, after the sweep dir exists)."""
+    target = str(launcher.get("_target_", "")) if launcher is not None else ""
+    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+    if target.endswith("SlurmLauncher") and missing:
+        raise UserError(
+            f"hydra/launcher=slurm needs SLURM ({' and '.join(missing)} not on this machine's PATH): run it on the "
+            "cluster's login "
+            "node, or leave the launcher out to run the jobs here"
+        )
