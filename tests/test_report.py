@@ -243,3 +243,18 @@ def test_report_on_a_real_sweep(tmp_path: Path) -> None:
     assert list(grouped["optimizer"]) == ["sgd", "adam"] and list(grouped["best n"]) == [1, 1]
     for name in PLOTS:
         assert_png(sweep_dir / name)
+
+
+def test_a_failed_jobs_whole_reason_reaches_the_report(sweep: Path) -> None:
+    from finetune.report.tables import REASON_WIDTH
+    from finetune.run.outcome import record_outcome
+
+    tail = "needs a CUDA GPU; this machine has none " + "x" * REASON_WIDTH
+    record_outcome(sweep / "1", "failed", RuntimeError(f"the trainer did not start\n{tail}"))
+    reason = json.loads((sweep / "1" / "metrics.json").read_text())["reason"]
+    assert reason == f"RuntimeError: the trainer did not start {tail}"  # one line, nothing dropped
+    write_report(sweep)
+    assert pd.read_csv(sweep / "summary.csv")["reason"][1] == reason  # whole in the table file
+    (line,) = [row for row in (sweep / "summary.md").read_text().splitlines() if row.startswith("- [job 1]")]
+    assert "the trainer did not start needs a CUDA GPU" in line and "…" in line and "x" * REASON_WIDTH not in line
+    assert "RuntimeError: the trainer did not start" in (sweep / "1" / "traceback.txt").read_text()

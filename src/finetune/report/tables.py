@@ -106,6 +106,14 @@ def grouped_table(df: pd.DataFrame, over: Sequence[str] = ("seed",), metric: str
     return table
 
 
+REASON_WIDTH = 300  # characters of a failed job's reason in summary.md; summary.csv and the job dir keep it whole
+
+
+def shortened(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis when cut."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
 def format_value(value: Any, column: str = "") -> str:
     """A cell: empty for NaN/None, integers for counts, 4 significant digits for floats."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -199,7 +207,7 @@ def summary_markdown(df: pd.DataFrame, grouped: pd.DataFrame, images: Iterable[P
         lines += ["", "## Jobs that did not complete", ""]
         root = Path(df.attrs.get("sweep_dir", "."))
         for _, row in broken.iterrows():
-            reason = format_value(row["reason"]) or "no reason recorded"
+            reason = shortened(format_value(row["reason"]) or "no reason recorded", REASON_WIDTH)
             trace = root / str(row["dir"]) / "traceback.txt"
             link = f" ([traceback]({row['dir']}/traceback.txt))" if trace.is_file() else ""
             overrides = row["overrides"] or "no overrides"

@@ -59,14 +59,15 @@ def holds_run(folder: Path) -> bool:
 
 
 def record_outcome(run_dir: Path, status: str, error: BaseException, rank_zero: bool = True, rank: str = "") -> None:
-    """Add ``status`` and the error's first line to ``metrics.json`` and write ``traceback.txt``.
+    """Add ``status`` and the error's whole message (on one line) to ``metrics.json``; write ``traceback.txt``.
 
     Other DDP ranks (``rank_zero`` False) leave only ``traceback.<rank>.txt``. When the disk is full the
     record is skipped with a warning: the earlier files stay intact, and the error itself says what happened.
     """
     from finetune.run.secrets import redact_argv_secrets  # a crash's message may quote a secret override
 
-    reason = redact_argv_secrets(f"{type(error).__name__}: {error}".splitlines()[0])
+    # The whole message: a reason's later lines often say what is missing (e.g. which GPU or file).
+    reason = redact_argv_secrets(" ".join(f"{type(error).__name__}: {error}".split()))
     text = redact_argv_secrets("".join(traceback.format_exception(error)))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
