@@ -22,6 +22,7 @@ from finetune.run.resume_fit import check_resume_fits
 from finetune.run.summary import (
     best_checkpoint,
     log_hyperparameters,
+    log_optimized_metric,
     metric_value,
     print_config_tree,
     stop_reason,
@@ -102,6 +103,7 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         write_summary(Path(cfg.paths.output_dir), summary)
+    log_optimized_metric(trainer, cfg, summary["metrics"])
     if preemption is not None:
         raise preemption
     return summary

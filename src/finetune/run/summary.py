@@ -65,15 +65,33 @@ def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
 def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, record: dict[str, Any] | None = None) -> None:
     """Send the resolved config and the provenance ``record`` (``finetune.run.provenance``) to every logger (the
     module logs none itself; the parameter counts follow once the network is built, ``RunCosts``)."""
-    from finetune.run.secrets import redact
-
     if not trainer.loggers:
         return
-    hparams: dict[str, Any] = redact({k: cfg[k] for k in cfg if k != "hydra"}, resolve=True)  # trackers upload it
+    hparams = _hparams(cfg)
     if record:
         hparams["provenance"] = record
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    from finetune.run.secrets import redact
+
+    return redact({k: cfg[k] for k in cfg if k != "hydra"}, resolve=True)  # trackers upload it
+
+
+def log_optimized_metric(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """Give TensorBoard's hparams view the run's real result: ``cfg.optimized_metric`` as ``hp_metric`` (the
+    config turns Lightning's placeholder of -1 off, since the value is known only at the end)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    value = metrics.get(str(cfg.get("optimized_metric")))
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+    if value is None or not loggers:
+        return
+    for logger in loggers:
+        logger.log_hyperparams(_hparams(cfg), metrics={"hp_metric": value})
+        logger.finalize("success")  # flushed now: the writer may otherwise hold it until the process ends
 
 
 def stop_reason(trainer: pl.Trainer) -> str:
