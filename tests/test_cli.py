@@ -148,3 +148,21 @@ def test_help_lists_the_commands_and_every_option_of_each_group_but_no_internal_
         listed = set(re.findall(r"\b[a-z][a-z0-9_]*\b", options)) & shipped
         assert listed == {name for name in shipped if not name.startswith("_")}, group  # _text and friends hidden
     assert set(groups) >= {"data", "model", "optimizer", "scheduler", "peft", "trainer", "logger", "experiment"}
+
+
+def test_a_rank_an_external_launcher_started_logs_to_a_file_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun and srun start each rank as its own ``train.py`` in one run dir: rank 1 must not share rank 0's
+    log file (two handlers appending to one file interleave and truncate each other's lines)."""
+    from finetune.cli import external_rank_suffix
+
+    for key, value, suffix in [("RANK", "0", ""), ("RANK", "3", "_rank3"), ("SLURM_PROCID", "2", "_rank2")]:
+        monkeypatch.delenv("RANK", raising=False)
+        monkeypatch.setenv(key, value)
+        assert external_rank_suffix() == suffix
+    monkeypatch.setenv("RANK", "1")
+    run_dir = tmp_path / "run"
+    result = run_cli(*FAST_CLI, "validate=true", f"hydra.run.dir={run_dir}", log_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (run_dir / "train_rank1.log").is_file() and not (run_dir / "train.log").exists()

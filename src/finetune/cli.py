@@ -13,6 +13,28 @@ from pathlib import Path
 from finetune.errors import UserError, causes, refuse
 
 
+def external_rank_suffix() -> str:
+    """``_rank<N>`` in a rank N > 0 that an external launcher started (torchrun's ``RANK``, srun's
+    ``SLURM_PROCID``), else ``""``: each such rank runs its own ``train.py`` in the shared run dir, so its log
+    file (``conf/hydra/default.yaml``) needs a name of its own. Lightning's own DDP children are named by
+    ``finetune.trainer.distributed.job_command`` instead."""
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "0") not in ("", "0"):
+            return f"_rank{os.environ[key]}"
+    return ""
+
+
+def register_resolvers() -> None:
+    """The config's own interpolations, registered once before Hydra composes (every command imports this)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("rank_suffix"):
+        OmegaConf.register_new_resolver("rank_suffix", external_rank_suffix)
+
+
+register_resolvers()
+
+
 def config_dir() -> str:
     """The ``conf/`` folder: ``$FINETUNE_CONF``, else ``./conf``, else the one beside the source checkout."""
     candidates = [os.environ.get("FINETUNE_CONF"), "conf", Path(__file__).resolve().parents[2] / "conf"]
