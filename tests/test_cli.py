@@ -57,8 +57,23 @@ def test_run_dir_contract(tmp_path: Path) -> None:
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["status"] == "completed" and "test/acc" in summary["metrics"]
-    assert "test metrics" in (run / "contract.log").read_text()
     assert "optimizer" in (run / "config_tree.log").read_text()
+    assert_quiet_log(result.stdout + result.stderr, (run / "contract.log").read_text(), summary)
+
+
+def assert_quiet_log(console: str, log_file: str, summary: dict) -> None:
+    """A run whose output is not a terminal prints lines, not a redrawn bar, and no library's own bars or
+    banners; its log file holds one line per validation and the outcome (issue 19)."""
+    assert "\r" not in console and "it/s]" not in console  # tqdm's redraws
+    for noise in ("Saving the dataset", "GPU available", "wandb:", "Seed set", "CONFIG", "Run history"):
+        assert noise not in console, noise
+    validations = [line for line in log_file.splitlines() if "| val/acc " in line]
+    assert [line.split(" - ")[1].split(" |")[0] for line in validations] == ["epoch 1/2 step 4/8", "epoch 2/2 step 8/8"]
+    assert all("train/loss " in line and " lr " in line and "samples/s" in line for line in validations)
+    assert f"val/acc_best {summary['metrics']['val/acc_best']:.4g}" in validations[-1]
+    assert f"stopped: max_epochs after 2 epochs, 8 steps; best checkpoint {summary['best_checkpoint']}" in log_file
+    assert "test metrics: {'test/acc'" in log_file
+    assert len(console.encode()) < 8000, len(console.encode())  # the whole captured output of a 2-epoch run
 
 
 @pytest.mark.slow

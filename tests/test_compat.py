@@ -88,3 +88,12 @@ def test_ctrl_c_in_fit_leaves_as_keyboard_interrupt() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_drop_wandb_anonymous_removes_lightnings_default(tmp_path) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True)
+    assert "anonymous" in logger._wandb_init  # what wandb warns about
+    compat.drop_wandb_anonymous(logger)
+    assert "anonymous" not in logger._wandb_init and logger._wandb_init["dir"] == str(tmp_path)

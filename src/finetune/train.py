@@ -15,12 +15,14 @@ from omegaconf import DictConfig
 
 from finetune.models.net_builder import NetBuilder
 from finetune.run import provenance, rerun
+from finetune.run.console import quiet_libraries
 from finetune.run.outcome import COMPLETED, INTERRUPTED, earlier_metrics, write_summary
 from finetune.run.preflight import preflight
 from finetune.run.resume import ResumePlan, claim_run
 from finetune.run.resume_fit import check_resume_fits
 from finetune.run.summary import (
     best_checkpoint,
+    finished_line,
     log_hyperparameters,
     log_optimized_metric,
     metric_value,
@@ -42,6 +44,7 @@ from finetune.trainer.exact_resume import ExactResume
 from finetune.trainer.instantiate import instantiate_bag, without_logger_only
 from finetune.trainer.precision import resolve_precision
 from finetune.trainer.preemption import RunPreempted, signals_stop_testing
+from finetune.trainer.progress import ValidationLog
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +128,12 @@ def _prepare_process(cfg: DictConfig, resolved_batch: bool) -> None:
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     """The trainer with the config's callbacks and loggers, exact resume always, checkpoints written in place."""
     loggers = instantiate_bag(cfg.get("logger"))
-    callbacks = [*without_logger_only(instantiate_bag(cfg.get("callbacks")), loggers), ExactResume(), RunCosts()]
+    callbacks = [
+        *without_logger_only(instantiate_bag(cfg.get("callbacks")), loggers),
+        ExactResume(),
+        RunCosts(),
+        ValidationLog(),
+    ]
     precision = resolve_precision(cfg.trainer.get("precision", "32"))  # auto: bf16-mixed where it is fast
     # Checkpoints written in place with a checksum (DeepSpeed writes its own sharded folders).
     plugins = [] if "deepspeed" in str(cfg.trainer.get("strategy", "")) else [VerifiedCheckpointIO()]
@@ -167,6 +175,7 @@ def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
     """
     launch_dir = Path(cfg.paths.output_dir)  # this command's own dir: safe to write before the preflight
     launch_dir.mkdir(parents=True, exist_ok=True)
+    quiet_libraries(bool(cfg.get("verbose")))
     if logging.getLogger().handlers:  # Hydra's handlers print and write the log file; lightning adds a second printer
         logging.getLogger("lightning").handlers.clear()
     started = time.perf_counter()
@@ -175,16 +184,19 @@ def main(cfg: DictConfig, plan: ResumePlan | None = None) -> float | None:
     check_resume_fits(cfg, plan)
     checked, datamodule = preflight(cfg)  # every run: a mistake in the input fails in seconds, before any weights load
     # After the checks: a mistake is one line, not one line after the whole tree (which .hydra/ holds anyway).
-    print_config_tree(cfg, save_to=launch_dir / "config_tree.log" if is_rank_zero() else None)
+    print_config_tree(cfg, save_to=launch_dir / "config_tree.log" if is_rank_zero() else None, show=cfg.get("verbose"))
     if cfg.get("validate"):
         print("\n".join(["validate=true: OK, nothing was trained", *checked]))
         return None
     log.info("validated in %.2f s:\n%s", time.perf_counter() - started, "\n".join(checked))
+    if not cfg.get("verbose"):
+        log.info("config: %s (verbose=true prints it here)", launch_dir / "config_tree.log")
     with claim_run(cfg, plan or ResumePlan.fresh(cfg), rank_zero=is_rank_zero()):
         output_dir = Path(cfg.paths.output_dir)  # the run's own dir now: the one it continues, if any
         if is_rank_zero() and output_dir != launch_dir:
             print_config_tree(cfg, save_to=output_dir / "config_tree.log", show=False)
         summary = train(cfg, datamodule)
+    log.info(finished_line(summary, cfg.get("monitor")))
     log.info("test metrics: %s", {k: round(v, 4) for k, v in summary["metrics"].items() if k.startswith("test/")})
     log.info("run dir: %s", output_dir)
     if not cfg.get("train"):  # a test-only run has no validation metrics to return to a sweeper

@@ -31,7 +31,7 @@ PRECISIONS = (
 # The top-level keys of conf/train.yaml and its groups; any other (``+foo=1``) would be ignored, so it is refused.
 TOP_LEVEL = frozenset({
     "task_name", "tags", "seed", "global_batch_size", "micro_batch_size", "train", "validate", "test",
-    "ckpt_path", "resume", "rerun", "trust_run", "param_groups", "peft", "monitor", "monitor_mode",
+    "ckpt_path", "resume", "rerun", "trust_run", "verbose", "param_groups", "peft", "monitor", "monitor_mode",
     "optimized_metric", "task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "paths",
 })  # fmt: skip
 # Names Lightning itself offers to callbacks' ``monitor`` besides what the module logs.

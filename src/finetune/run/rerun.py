@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SCRIPT = "rerun.sh"
 COMPARISON_FILE = "rerun.json"
-OWN_KEYS = ("rerun", "trust_run", "hydra.")  # read by Hydra or by this module, not part of the rerun config
+OWN_KEYS = ("rerun", "trust_run", "verbose", "hydra.")  # read by Hydra or by this module, not part of the rerun config
 
 
 def saved_config(run_dir: Path, trust_run: bool = False) -> DictConfig:

@@ -33,6 +33,7 @@ VOLATILE_KEYS = (
     "paths",
     "resume",
     "trust_run",
+    "verbose",
     "validate",
     "logger",
     "tags",

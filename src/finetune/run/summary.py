@@ -94,6 +94,17 @@ def log_optimized_metric(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str
         logger.finalize("success")  # flushed now: the writer may otherwise hold it until the process ends
 
 
+def finished_line(summary: dict[str, Any], monitor: str | None) -> str:
+    """``stopped: early_stopping/... after 3 epochs, 48 steps; best checkpoint <path> (val/acc_best 0.81)``."""
+    metrics = summary.get("metrics", {})
+    best_name = f"{monitor}_best" if monitor and f"{monitor}_best" in metrics else monitor
+    best = f" ({best_name} {metrics[best_name]:.4g})" if best_name in metrics else ""
+    return (
+        f"stopped: {summary.get('stop_reason')} after {summary.get('epochs')} epochs, "
+        f"{summary.get('global_step')} steps; best checkpoint {summary.get('best_checkpoint')}{best}"
+    )
+
+
 def stop_reason(trainer: pl.Trainer) -> str:
     """Why fitting ended: interrupted, fast_dev_run, early_stopping/<reason>, loss_threshold,
     max_time, max_steps or max_epochs."""

@@ -92,3 +92,9 @@ def ctrl_c_as_keyboard_interrupt(trainer: pl.Trainer) -> Iterator[None]:
             raise
         signal.signal(signal.SIGINT, signal.default_int_handler)
         raise KeyboardInterrupt from stop
+
+
+def drop_wandb_anonymous(logger: Any) -> None:
+    """Lightning's ``WandbLogger`` always passes ``anonymous=None`` to ``wandb.init``, which wandb >= 0.19 answers
+    with a deprecation warning on every run; leave the setting out before the run starts."""
+    logger._wandb_init.pop("anonymous", None)

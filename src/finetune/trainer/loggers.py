@@ -109,6 +109,7 @@ def wandb_logger(
     from lightning.pytorch.loggers import WandbLogger
 
     from finetune.run.secrets import redact_text, redacted_argv
+    from finetune.trainer.compat import drop_wandb_anonymous
 
     offline = _offline(offline, save_dir)
     default_name, default_group = job_name_and_group(task_name)
@@ -126,6 +127,7 @@ def wandb_logger(
         log_model=log_model,
         **kwargs,
     )
+    drop_wandb_anonymous(logger)
     with redacted_argv():  # wandb.init records the command line (+api_key=... too) in the run's metadata
         _ = logger.experiment  # so start the run now; train() logs the hyperparameters right after anyway
     return logger

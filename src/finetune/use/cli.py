@@ -35,7 +35,7 @@ def predict_task(cfg: DictConfig) -> None:
     from finetune.use.predict import predict
 
     with one_record_when_refused(Path(cfg.paths.output_dir)):
-        run_command(lambda: predict(cfg))
+        run_command(lambda: predict(cfg), cfg.get("verbose") is True)
 
 
 def export_task(cfg: DictConfig) -> None:
@@ -43,16 +43,19 @@ def export_task(cfg: DictConfig) -> None:
     from finetune.use.export import export
 
     with one_record_when_refused(Path(cfg.paths.output_dir)):
-        run_command(lambda: export(cfg))
+        run_command(lambda: export(cfg), cfg.get("verbose") is True)
 
 
-def run_command(action: Callable[[], Any]) -> Any:
-    """Run ``action``; a ``UserError`` (also wrapped by Hydra's instantiate) is one line and exit 2."""
+def run_command(action: Callable[[], Any], verbose: bool = False) -> Any:
+    """Run ``action``; a ``UserError`` (also wrapped by Hydra's instantiate) is one line and exit 2. ``verbose``:
+    let the libraries print their progress bars and warnings (``finetune.run.console``)."""
     from finetune.cli import user_error_inside
+    from finetune.run.console import quiet_libraries
     from finetune.trainer.distributed import one_job_of_processes
 
     try:
         with one_job_of_processes():  # a DDP predict closes its process group
+            quiet_libraries(verbose)
             return action()
     except MissingMandatoryValue as error:  # input=??? left unset
         raise refuse(f"{error.full_key} is not set: give it on the command line ({error.full_key}=...)") from None

@@ -11,12 +11,12 @@ from omegaconf import DictConfig
 from finetune.errors import UserError
 
 # The settings of each command (conf/<command>.yaml).
-SHARED_KEYS = frozenset({"paths", "task_name", "run", "ckpt_path", "trust_run"})
+SHARED_KEYS = frozenset({"paths", "task_name", "run", "ckpt_path", "trust_run", "verbose"})
 COMMAND_KEYS = {
     "predict": SHARED_KEYS | {"trainer", "input", "input_format", "output", "text_column", "id_column", "batch_size"},
     "export": SHARED_KEYS | {"out", "merge"},
 }
-BOOLEANS = ("trust_run", "merge")
+BOOLEANS = ("trust_run", "merge", "verbose")
 
 
 def check_command_settings(cfg: DictConfig, command: str) -> None:
