@@ -17,7 +17,13 @@ from tests.test_atomic import small_disk  # noqa: F401  (fixture)
 
 
 def checkpoint(step: int, size: int = 16) -> dict:
-    return {"state_dict": {"net.w": torch.full((size,), float(step))}, "global_step": step, "epoch": 0}
+    """A full-state checkpoint (with the optimizer's state, as ``last.ckpt`` is) at ``step``."""
+    return {
+        "state_dict": {"net.w": torch.full((size,), float(step))},
+        "global_step": step,
+        "epoch": 0,
+        "optimizer_states": [],
+    }
 
 
 def flip_byte(path: Path, offset: int = -100) -> None:

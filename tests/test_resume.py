@@ -23,10 +23,19 @@ def test_identity_ignores_where_and_how_a_run_reports(make_cfg) -> None:
     assert run_identity(make_cfg("seed=7")) != base
 
 
-def fake_checkpoint(path: Path, step: int) -> Path:
+def fake_checkpoint(path: Path, step: int, weights_only: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "global_step": step}, path)
+    state = {"state_dict": {"w": torch.zeros(2)}, "global_step": step}
+    torch.save(state if weights_only else {**state, "optimizer_states": [{}]}, path)
     return path
+
+
+def test_a_checkpoint_of_weights_only_is_not_resumed_from(tmp_path: Path) -> None:
+    fake_checkpoint(tmp_path / "epoch_003.ckpt", 9, weights_only=True)  # the best: newest, but weights only
+    last = fake_checkpoint(tmp_path / "last.ckpt", 6)
+    assert newest_good_checkpoint(tmp_path) == last
+    last.unlink()
+    assert newest_good_checkpoint(tmp_path) is None
 
 
 def test_newest_good_checkpoint_skips_a_truncated_one(tmp_path: Path, caplog) -> None:

@@ -30,8 +30,10 @@ from finetune.run.summary import (
     stop_reason,
     to_floats,
 )
-from finetune.run.sweep import sweeper_needs_metric, threads_per_job
+from finetune.run.sweep import in_multirun, sweeper_needs_metric, threads_per_job
+from finetune.trainer.callbacks import LastCheckpoint
 from finetune.trainer.checkpoint_io import VerifiedCheckpointIO
+from finetune.trainer.checkpoints import folder_mb
 from finetune.trainer.compat import ctrl_c_as_keyboard_interrupt
 from finetune.trainer.costs import RunCosts
 from finetune.trainer.distributed import (
@@ -91,18 +93,14 @@ def train(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
         with ctrl_c_as_keyboard_interrupt(trainer), signals_stop_testing():
             trainer.test(tested, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
 
+    status = INTERRUPTED if trainer.interrupted or preemption else COMPLETED
+    _drop_resume_state(cfg, trainer, status)  # the best weights stay; the state to resume from may go
     summary = {
-        "status": INTERRUPTED if trainer.interrupted or preemption else COMPLETED,
+        "status": status,
         "stop_reason": why_stopped if cfg.get("train") else "not_trained",
         "run_time_s": round(time.monotonic() - started, 3),
         **_run_facts(cfg, trainer, datamodule, checkpoint),
-        # A run continued in place keeps the values it logged before, unless this leg logged them anew (fitting
-        # from a finished checkpoint validates nothing: its val/ metrics stay those of the earlier leg).
-        "metrics": {
-            **earlier_metrics(Path(cfg.paths.output_dir)),
-            **fit_metrics,
-            **to_floats(trainer.callback_metrics),
-        },
+        "metrics": _final_metrics(cfg, fit_metrics, trainer),
     }
     if trainer.is_global_zero:
         write_summary(Path(cfg.paths.output_dir), summary)
@@ -153,6 +151,23 @@ def _record_provenance(cfg: DictConfig, datamodule: Any, rank_zero: bool) -> dic
     return {k: v for k, v in record.items() if k != "diff"}
 
 
+def _final_metrics(cfg: DictConfig, fit_metrics: dict[str, float], trainer: pl.Trainer) -> dict[str, float]:
+    """A run continued in place keeps the values it logged before, unless this leg logged them anew (fitting
+    from a finished checkpoint validates nothing: its val/ metrics stay those of the earlier leg)."""
+    return {**earlier_metrics(Path(cfg.paths.output_dir)), **fit_metrics, **to_floats(trainer.callback_metrics)}
+
+
+def _drop_resume_state(cfg: DictConfig, trainer: pl.Trainer, status: str) -> None:
+    """A completed fit keeps its best weights and, where ``LastCheckpoint.keep_when_done`` says so, ``last.ckpt``."""
+    if status != COMPLETED or not cfg.get("train") or not trainer.is_global_zero:
+        return
+    for callback in trainer.callbacks:
+        if isinstance(callback, LastCheckpoint):
+            removed = callback.when_done(in_sweep=in_multirun())
+            if removed:
+                log.info("run completed: removed %s", ", ".join(p.name for p in removed if p.suffix == ".ckpt"))
+
+
 def _run_facts(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, checkpoint: str | None) -> dict[str, Any]:
     return {
         "epochs": trainer.current_epoch,
@@ -160,6 +175,7 @@ def _run_facts(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, checkpoint
         "threads": torch.get_num_threads(),
         "precision": str(trainer.precision),
         "best_checkpoint": checkpoint,
+        "checkpoints_kept_mb": folder_mb(Path(cfg.paths.output_dir) / "checkpoints"),
         "resumed_from": cfg.get("ckpt_path") if cfg.get("train") else None,
         "label_names": getattr(datamodule, "label_names", None),
         "costs": next(c for c in trainer.callbacks if isinstance(c, RunCosts)).facts(checkpoint),

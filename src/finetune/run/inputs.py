@@ -37,6 +37,8 @@ def check_inputs(cfg: DictConfig) -> Found:
     (``preflight``), then check the model against the data and ask the module what it logs."""
     from hydra.utils import get_class
 
+    if cfg.get("train") and cfg.get("ckpt_path"):
+        check_resumable(str(cfg.ckpt_path))
     datamodule = _instantiate(cfg.data, "data")
     module_class = get_class(cfg.model._target_)
     # The data checks what the run will read; the module class checks its network (and checkpoint) against it.
@@ -55,6 +57,17 @@ def check_inputs(cfg: DictConfig) -> Found:
             f"its task (leave task= out, or choose data that fits {cfg.model._target_})"
         ) from None
     return Found(lines, fit_names, logged(**given), datamodule)
+
+
+def check_resumable(path: str) -> None:
+    """Fitting from ``path`` needs the optimizer's state (a run's ``last.ckpt``), not weights only (its best)."""
+    from finetune.trainer.checkpoints import read_checkpoint
+
+    if "optimizer_states" not in read_checkpoint(path):
+        raise UserError(
+            f"ckpt_path={path} holds weights only (a run's best checkpoint); fitting continues from a checkpoint "
+            "with the optimizer's state (checkpoints/last.ckpt of a run), or test this one with train=false"
+        )
 
 
 def _instantiate(node: DictConfig, key: str) -> Any:

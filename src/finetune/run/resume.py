@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from finetune import atomic
 from finetune.errors import UserError
 from finetune.run.lock import RunLock, holder
-from finetune.run.outcome import IDENTITY_FILE, INTERRUPTED, read_status, summary_damaged
-from finetune.trainer.checkpoints import read_checkpoint
+from finetune.run.outcome import COMPLETED, IDENTITY_FILE, INTERRUPTED, read_status, summary_damaged
+from finetune.trainer.checkpoints import newest_good_checkpoint, newest_readable  # noqa: F401 (tests import it here)
 
 log = logging.getLogger(__name__)
 # Keys that change where and how a run reports, not what it trains.
@@ -122,11 +122,13 @@ def plan_resume(cfg: DictConfig, multirun: bool = False, rank_zero: bool = True)
     if not rank_zero and not disabled(setting):
         setting = "auto"  # rank 0 already moved into the run to continue: resume in place
     run_dir = _run_to_resume(setting, identity, launch_dir, multirun or not rank_zero, check_lock=rank_zero)
-    newest = _newest_readable(run_dir / "checkpoints") if run_dir else None
+    newest = newest_readable(run_dir / "checkpoints") if run_dir else None
     checkpoint, step = newest if newest else (None, 0)
     if run_dir is not None and checkpoint is None:
         if explicit(setting):
-            raise UserError(f"resume={setting}: no readable checkpoint in {run_dir / 'checkpoints'}")
+            raise UserError(
+                f"resume={setting}: no checkpoint to resume from in {run_dir / 'checkpoints'}{_why(run_dir)}"
+            )
         log.warning("unfinished run %s has no readable checkpoint: starting fresh", run_dir)
         run_dir = None
     if checkpoint is not None:
@@ -230,26 +232,14 @@ def unfinished(run_dir: Path, identity: str) -> bool:
     return read_status(run_dir) in (INTERRUPTED, None)
 
 
-def newest_good_checkpoint(folder: Path) -> Path | None:
-    """The readable checkpoint with the most optimizer steps; broken ones are reported and skipped."""
-    newest = _newest_readable(folder)
-    return newest[0] if newest else None
-
-
-def _newest_readable(folder: Path) -> tuple[Path, int] | None:
-    """``newest_good_checkpoint`` and its global step (read once)."""
-    readable = []
-    for path in folder.glob("*.ckpt"):
-        try:
-            step = int(read_checkpoint(path).get("global_step", -1))
-        except UserError as error:
-            log.warning("%s; skipped", error)
-            continue
-        readable.append((step, path.stat().st_mtime, path))
-    if not readable:
-        return None
-    step, _, path = max(readable)
-    return path, step
+def _why(run_dir: Path) -> str:
+    """Why a run dir holding checkpoints has none to resume from: weights only, kept once it completed."""
+    if read_status(run_dir) == COMPLETED and any((run_dir / "checkpoints").glob("*.ckpt")):
+        return (
+            " (it completed and kept its best weights only: callbacks.last_checkpoint.keep_when_done=true keeps the "
+            "state to train further); start a new run instead"
+        )
+    return ""
 
 
 def trim_csv_logs(run_dir: Path, step: int) -> None:

@@ -49,14 +49,24 @@ class LastCheckpoint(Checkpoint):
     checkpoint, so the newest state would be lost whenever the monitored metric did not improve. Being a
     ``Checkpoint``, this callback runs after the others (early stopping's state is saved up to date).
 
+    Once the run completed, ``when_done`` removes ``last-previous.ckpt`` and, unless kept, ``last.ckpt``.
+
     Args:
         dirpath: the checkpoints folder.
         every_n_train_steps: also save every N optimizer steps (mid-epoch); 0 or None: only at validation.
+        keep_when_done: keep ``last.ckpt`` (weights and optimizer state) after the run completed, so that
+            ``resume=<run dir>`` can train it further: true, false, or "auto" (kept by a single run, removed by a
+            sweep's jobs, whose best weights are what a sweep uses).
     """
 
-    def __init__(self, dirpath: str, every_n_train_steps: int | None = 500) -> None:
+    def __init__(
+        self, dirpath: str, every_n_train_steps: int | None = 500, keep_when_done: bool | str = "auto"
+    ) -> None:
         if every_n_train_steps is not None and every_n_train_steps < 0:
             raise ValueError(f"every_n_train_steps must be >= 0 or null, got {every_n_train_steps}")
+        if keep_when_done not in (True, False, "auto"):
+            raise ValueError(f"keep_when_done must be true, false or auto, got {keep_when_done!r}")
+        self.keep_when_done = keep_when_done
         self.dirpath = Path(dirpath)
         self.every_n_train_steps = every_n_train_steps or 0
         self.last_model_path = ""
@@ -85,3 +95,17 @@ class LastCheckpoint(Checkpoint):
         trainer.save_checkpoint(last, weights_only=False)  # full state to resume (VerifiedCheckpointIO)
         self.last_model_path = str(last)
         self._saved_step = trainer.global_step
+
+    def when_done(self, in_sweep: bool) -> list[Path]:
+        """The run completed: remove the fallback ``last-previous.ckpt`` and, unless ``keep_when_done`` (or
+        "auto" outside a sweep), ``last.ckpt``, with their checksums. Returns the files removed."""
+        names = ["last-previous.ckpt"]
+        if self.keep_when_done is False or (self.keep_when_done == "auto" and in_sweep):
+            names.append("last.ckpt")
+        removed = []
+        for path in [self.dirpath / name for name in names]:
+            for file in (path, checksum_path(path)):
+                if file.is_file():
+                    file.unlink()
+                    removed.append(file)
+        return removed

@@ -3,6 +3,7 @@ error for a broken file. Torch-free until a checkpoint is read."""
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -12,6 +13,13 @@ from finetune.atomic import file_digest
 from finetune.errors import UserError
 
 SUFFIX = ".sha256"
+
+
+def folder_mb(folder: Path) -> float | None:
+    """The size of every file under ``folder`` in MB (None when there is no such folder)."""
+    if not folder.is_dir():
+        return None
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 3)
 
 
 def checksum_path(path: str | Path) -> Path:
@@ -70,3 +78,27 @@ def check_checkpoint_weights(path: str, net: Any) -> str:
             "model, or set ckpt_path=null"
         )
     return f"checkpoint: {path} (epoch {checkpoint.get('epoch')}, step {checkpoint.get('global_step')})"
+
+
+def newest_good_checkpoint(folder: Path) -> Path | None:
+    """The readable checkpoint with the most optimizer steps; broken ones are reported and skipped."""
+    newest = newest_readable(folder)
+    return newest[0] if newest else None
+
+
+def newest_readable(folder: Path) -> tuple[Path, int] | None:
+    """``newest_good_checkpoint`` and its global step (read once); a checkpoint of weights only (the best
+    one) is not one to resume from."""
+    readable = []
+    for path in folder.glob("*.ckpt"):
+        try:
+            checkpoint = read_checkpoint(path)
+        except UserError as error:
+            logging.getLogger(__name__).warning("%s; skipped", error)
+            continue
+        if "optimizer_states" in checkpoint:
+            readable.append((int(checkpoint.get("global_step", -1)), path.stat().st_mtime, path))
+    if not readable:
+        return None
+    step, _, path = max(readable)
+    return path, step
