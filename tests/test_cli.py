@@ -162,7 +162,7 @@ def test_help_lists_the_commands_and_every_option_of_each_group_but_no_internal_
         shipped = {p.stem for p in (ROOT / "conf" / group).glob("*.yaml")}
         listed = set(re.findall(r"\b[a-z][a-z0-9_]*\b", options)) & shipped
         assert listed == {name for name in shipped if not name.startswith("_")}, group  # _text and friends hidden
-    assert set(groups) >= {"data", "model", "optimizer", "scheduler", "peft", "trainer", "logger", "experiment"}
+    assert set(groups) >= {"data", "model", "optimizer", "scheduler", "adapter", "trainer", "logger", "experiment"}
 
 
 def test_a_rank_an_external_launcher_started_logs_to_a_file_of_its_own(

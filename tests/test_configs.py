@@ -18,7 +18,7 @@ GROUPS = [
     "model",
     "optimizer",
     "scheduler",
-    "peft",
+    "adapter",
     "callbacks",
     "logger",
     "trainer",

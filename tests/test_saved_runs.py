@@ -29,7 +29,7 @@ def _run_dir(tmp_path: Path, config: dict, overrides: list | None = None) -> Pat
 def test_every_target_the_project_configs_name_is_allowed() -> None:
     from hydra import compose, initialize_config_dir
 
-    groups = ["optimizer", "scheduler", "callbacks", "logger", "trainer", "peft", "model", "data", "experiment"]
+    groups = ["optimizer", "scheduler", "callbacks", "logger", "trainer", "adapter", "model", "data", "experiment"]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         for group in groups:
             for option in sorted((ROOT / "conf" / group).glob("[!_]*.yaml")):
@@ -142,3 +142,11 @@ def test_resume_of_a_named_run_proves_the_config_fits(make_cfg, tmp_path: Path, 
     plan.status = "interrupted"  # an unfinished run may continue on a smaller budget; other data never
     if "trainer" in here[0]:
         check_resume_fits(cfg, plan)
+
+
+def test_a_run_saved_before_the_adapter_group_was_renamed_reads_as_adapter(tmp_path: Path) -> None:
+    lora = {"_target_": "peft.LoraConfig", "_partial_": True, "r": 4}
+    run = _run_dir(tmp_path, {**SECTIONS, "peft": lora, "model": {"peft": lora}})
+    config = read_saved_config(run, "run=R")
+    assert "peft" not in config and config.adapter.r == 4 and config.model.adapter._target_ == "peft.LoraConfig"
+    assert yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["peft"] == lora  # the run dir is unchanged

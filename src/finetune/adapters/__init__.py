@@ -1,2 +1,2 @@
-"""Parameter-efficient fine-tuning with ``peft`` (``conf/peft/``): adapters attached by the module base for every
+"""Parameter-efficient fine-tuning with ``peft`` (``conf/adapter/``): adapters attached by the module base for every
 task (``attach``), adapter-only checkpoints (``state``), and the preflight's check (``check``)."""

@@ -24,30 +24,33 @@ def head_modules(net: torch.nn.Module) -> list[str]:
     return [name for name, child in children if name != prefix and next(child.parameters(), None) is not None]
 
 
-def attach_adapter(net: torch.nn.Module, factory: Callable[..., Any], task_type: str | None) -> torch.nn.Module:
+def attach_adapter(
+    net: torch.nn.Module, factory: Callable[..., Any], task_type: str | None = None, head: str | list[str] = "auto"
+) -> torch.nn.Module:
     """``net`` wrapped by ``peft.get_peft_model``: only the adapter and the task head train.
 
-    ``factory``: a peft config class with its options (``conf/peft/<option>.yaml``); ``task_type``: the task's
-    ``peft.TaskType`` name (``SEQ_CLS`` ...), None for a task peft has no type for.
+    ``factory``: a peft config class with its options (``conf/adapter/<option>.yaml``); ``task_type``: the task's
+    ``peft.TaskType`` name (``SEQ_CLS`` ...), None for a task peft has no type for; ``head``: the modules trained
+    in full and saved with the adapter, ``auto`` for ``head_modules``. Both come from ``conf/task/<task>.yaml``.
 
     Raises:
         UserError: the target modules name nothing in this network, or the adapter does not fit it.
     """
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    head = head_modules(net)
+    head = head_modules(net) if head == "auto" else list(head)
     config = factory(task_type=task_type)
     config.modules_to_save = sorted({*head, *(config.modules_to_save or [])})
     if head and hasattr(config, "exclude_modules"):  # no adapter inside a module that is trained fully anyway
         config.exclude_modules = rf"({'|'.join(map(re.escape, head))})(\..+)?"
-    if getattr(net, "is_quantized", False):  # peft=qlora: norms and head in float32, inputs need no grad
+    if getattr(net, "is_quantized", False):  # adapter=qlora: norms and head in float32, inputs need no grad
         net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=False)
     try:
         return get_peft_model(net, config)
     except (ValueError, TypeError, KeyError) as error:
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"peft ({type(config).__name__}) does not fit {type(net).__name__}: {first}; set peft.target_modules to "
+            f"peft ({type(config).__name__}) does not fit {type(net).__name__}: {first}; set adapter.target_modules to "
             "names of its linear layers (e.g. [query,value]) or all-linear"
         ) from None
 

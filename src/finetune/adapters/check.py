@@ -1,4 +1,4 @@
-"""The preflight's check of ``peft=...``: the adapter attaches to the network (built on the meta device from its
+"""The preflight's check of ``adapter=...``: the adapter attaches to the network (built on the meta device from its
 config: no weights read), its target modules exist, and the task head is trained and saved with it."""
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
 
-def check_adapter(
-    model: DictConfig, config: PretrainedConfig, auto_class: str, labels: int, task_type: str | None
-) -> tuple[str, dict[str, Any]]:
-    """The summary line of the adapter and its options (what a checkpoint of it must match).
+def check_adapter(model: DictConfig, config: PretrainedConfig, labels: int) -> tuple[str, dict[str, Any]]:
+    """The summary line of the adapter and its options (what a checkpoint of it must match); the task type and
+    head come from the model's node (``conf/task/``), the network from its config, built on the meta device.
 
     Raises:
         UserError: an adapter that does not attach, a head it would not save, a quantized random network, or
@@ -32,27 +31,28 @@ def check_adapter(
 
     if model.net.get("quantization") is not None:
         if model.net.get("random_init"):
-            raise UserError("peft=qlora quantizes pretrained weights; model.net.random_init=true has none (use "
-                            "peft=lora)")  # fmt: skip
+            raise UserError("adapter=qlora quantizes pretrained weights; model.net.random_init=true has none (use "
+                            "adapter=lora)")  # fmt: skip
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise UserError("peft=qlora needs bitsandbytes (pip install bitsandbytes); or use peft=lora")
+            raise UserError("adapter=qlora needs bitsandbytes (pip install bitsandbytes); or use adapter=lora")
     sized = copy.deepcopy(config)
     sized.num_labels = max(labels, 1)
     with torch.device("meta"):
-        net = getattr(transformers, auto_class).from_config(sized)
-        head = head_modules(net)
-        adapted = attach_adapter(net, instantiate(model.peft), task_type)
+        net = getattr(transformers, model.net.auto_class).from_config(sized)
+        wanted = model.get("head_modules", "auto")
+        head = head_modules(net) if wanted == "auto" else list(wanted)
+        adapted = attach_adapter(net, instantiate(model.adapter), model.get("adapter_task_type"), head)
     unsaved = [name for name in head if not _trained_copy(adapted.get_base_model(), name)]
     if unsaved:
         raise UserError(
             f"peft would not train and save the task head {unsaved} of {type(net).__name__}; add it to "
-            f"peft.modules_to_save (a reload would otherwise lose it)"
+            f"adapter.modules_to_save (a reload would otherwise lose it)"
         )
     counts, options = parameter_counts(adapted), adapter_options(adapted)
     rank = f" r={options['r']}" if "r" in options else ""
     layers = len(getattr(adapted.base_model, "targeted_module_names", []) or [])
     line = (
-        f"peft: {options['peft_type']}{rank} on {layers} layers; trainable {counts['trainable']:,} of "
+        f"adapter: {options['peft_type']}{rank} on {layers} layers; trainable {counts['trainable']:,} of "
         f"{counts['total']:,} parameters ({counts['trainable_share']:.2%}); head trained and saved: "
         f"{', '.join(head) or 'none'}"
     )

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def check_hf_model(model: DictConfig, datamodule: Any, ckpt_path: str | None, module_class: Any) -> list[str]:
     """The model reads the data: its config loads, the data's inputs fit it (``check_network``), an adapter
-    (``peft=...``) attaches to it, and a checkpoint holds this kind of model (and adapter) for this task and data."""
+    (``adapter=...``) attaches to it, and a checkpoint holds this kind of model (and adapter) for this task and data."""
     if not hasattr(datamodule, "check_network"):
         raise UserError(f"{model._target_} is a Hugging Face network but {type(datamodule).__name__} feeds it "
                         "nothing it reads; pick data of its task (data=demo, data=digits) or the model for this data "
@@ -40,10 +40,10 @@ def check_hf_model(model: DictConfig, datamodule: Any, ckpt_path: str | None, mo
     names = list(datamodule.model_kwargs.get("label_names") or [])
     lines = [f"model: {pretrained} ({config.model_type}); {datamodule.check_network(config)}"]
     adapter = None
-    if model.get("peft"):  # peft=none composes to an empty node
+    if model.get("adapter"):  # adapter=none composes to an empty node
         from finetune.adapters.check import check_adapter
 
-        line, adapter = check_adapter(model, config, model.net.auto_class, len(names), module_class.peft_task_type)
+        line, adapter = check_adapter(model, config, len(names))
         lines.append(line)
     expected = module_class.signature(config.model_type, datamodule.model_kwargs)
     return [*lines, check_checkpoint(ckpt_path, expected, config, names, model.net.get("auto_class"), adapter)]

@@ -111,7 +111,7 @@ def hf_model(
         trust_remote_code: run modelling code shipped with the checkpoint. Off unless you trust its author.
         attn_implementation: ``sdpa`` (fused attention), ``eager``, ``flash_attention_2`` (flash-attn, GPU).
         gradient_checkpointing: trade compute for activation memory (long sequences, big batches on a GPU).
-        quantization: a ``BitsAndBytesConfig`` (``peft=qlora``): 4-bit pretrained weights, the head in full.
+        quantization: a ``BitsAndBytesConfig`` (``adapter=qlora``): 4-bit pretrained weights, the head in full.
         init_seed: ``random_init``'s seed, so a config builds the same network again; None: the global stream.
         dtype: the weights' dtype, ``float32``, ``bfloat16`` or ``float16`` (a large model in half the memory).
         weights: a saved run's weights (``use/``): built on the meta device, no init, no pretrained files read.
@@ -168,7 +168,9 @@ def _unpretrained(
     if weights is not None:
         return _from_weights(auto, config, options, weights)
     if quantization is not None:
-        raise UserError("peft=qlora quantizes pretrained weights; model.net.random_init=true has none (use peft=lora)")
+        raise UserError(
+            "adapter=qlora quantizes pretrained weights; model.net.random_init=true has none (use adapter=lora)"
+        )
     if seed is None:
         return auto.from_config(config, **options)
     with torch.random.fork_rng(devices=[]):
@@ -194,7 +196,7 @@ def _quantized(quantization: Any, auto: Any, config: Any) -> dict[str, Any]:
     import importlib.util
 
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError("peft=qlora needs bitsandbytes (pip install bitsandbytes); or use peft=lora")
+        raise UserError("adapter=qlora needs bitsandbytes (pip install bitsandbytes); or use adapter=lora")
     if not quantization.llm_int8_skip_modules:
         import torch
 

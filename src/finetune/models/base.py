@@ -60,8 +60,10 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
         freeze_layers: no gradients for the first N encoder layers.
         layer_decay: each depth below the top learns this factor as fast as the one above (``param_groups``).
         head_lr: the task head's own learning rate.
-        peft: a peft config class with its options (``conf/peft/``): the network trains adapters and its task head
-            only, and checkpoints hold just those (``finetune.adapters``); None: every weight trains.
+        adapter: a peft config class with its options (``conf/adapter/``): the network trains adapters and its task
+            head only, and checkpoints hold just those (``finetune.adapters``); None: every weight trains.
+        adapter_task_type: the task's ``peft.TaskType`` name (``conf/task/``; None: peft's generic ``PeftModel``).
+        head_modules: the modules trained in full beside an adapter (``conf/task/``): ``auto`` finds the head.
     """
 
     def __init__(
@@ -80,12 +82,15 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
         freeze_layers: int = 0,
         layer_decay: float | None = None,
         head_lr: float | None = None,
-        peft: Callable[..., Any] | None = None,
+        adapter: Callable[..., Any] | None = None,
+        adapter_task_type: str | None = None,
+        head_modules: str | list[str] = "auto",
     ) -> None:
         super().__init__()
         self.non_finite = NonFiniteGuard(non_finite_loss, non_finite_window, non_finite_max_skipped)
-        # peft=none composes to an empty node, not None: only a callable config class attaches adapters
-        self.adapter = peft if callable(peft) else None
+        # adapter=none composes to an empty node, not None: only a callable config class attaches adapters
+        self.adapter = adapter if callable(adapter) else None
+        self.adapter_task = {"task_type": adapter_task_type, "head": head_modules}
         self.freezing = {"embeddings": freeze_embeddings, "first_layers": freeze_layers}
         self.net: torch.nn.Module | None = None
         self.net_builder = None if isinstance(net, torch.nn.Module) else net  # built in configure_model
@@ -130,7 +135,7 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
     def _take_net(self, net: torch.nn.Module) -> None:
         """Adopt the network: adapters attached, layers frozen, dropout on (``from_pretrained`` returns eval mode)
         and what must be read before a strategy wraps it."""
-        self.net = attach_adapter(net, self.adapter, self.peft_task_type) if self.adapter else net
+        self.net = attach_adapter(net, self.adapter, **self.adapter_task) if self.adapter else net
         freeze(self.net.train(), **self.freezing)
         # Before the strategy wraps the network: under FSDP its parameters then look flat (1-D).
         self.matrices = matrix_names(self.net)

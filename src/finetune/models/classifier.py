@@ -67,7 +67,6 @@ class SequenceClassifier(FineTuneModule):
         'pipe(["{example}"], truncation=True)   # every label with its probability'
     )
     card_example = "The battery lasts all day and the screen is sharp."
-    peft_task_type = "SEQ_CLS"
     signature_keys = ("label_names",)
 
     def build_metrics(self, prefix: str) -> MetricCollection:

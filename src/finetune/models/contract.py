@@ -49,7 +49,6 @@ class TaskHooks:
     """The hooks a task overrides; ``FineTuneModule`` calls them and owns everything around them."""
 
     pipeline_task: ClassVar[str | None] = None  # the transformers pipeline an export serves (None: no export)
-    peft_task_type: ClassVar[str | None] = None  # the task's peft.TaskType name (None: peft's generic PeftModel)
     #: The model card's usage example (``{folder}``: the export, ``{example}``: ``card_example``) for ``pipeline_task``.
     card_usage: ClassVar[str] = 'pipe = pipeline(model="{folder}")'
     card_example: ClassVar[str] = ""

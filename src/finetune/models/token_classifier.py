@@ -62,7 +62,6 @@ class TokenClassifier(FineTuneModule):
         "each word's first sub-token"
     )
     card_example = "Ada Lovelace visited London with Charles Babbage"
-    peft_task_type = "TOKEN_CLS"
     signature_keys = ("label_names",)
 
     @classmethod

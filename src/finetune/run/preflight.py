@@ -31,7 +31,7 @@ PRECISIONS = (
 # The top-level keys of conf/train.yaml and its groups; any other (``+foo=1``) would be ignored, so it is refused.
 TOP_LEVEL = frozenset({
     "task_name", "tags", "seed", "global_batch_size", "micro_batch_size", "train", "validate", "test",
-    "ckpt_path", "resume", "rerun", "trust_run", "verbose", "param_groups", "peft", "monitor", "monitor_mode",
+    "ckpt_path", "resume", "rerun", "trust_run", "verbose", "param_groups", "adapter", "monitor", "monitor_mode",
     "optimized_metric", "task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "paths",
 })  # fmt: skip
 # Names Lightning itself offers to callbacks' ``monitor`` besides what the module logs.
@@ -116,9 +116,9 @@ def _check_settings(cfg: DictConfig) -> list[str]:
         _integer("seed", cfg.seed, minimum=0)
     if cfg.get("monitor_mode") not in (None, "min", "max"):
         raise UserError(f"monitor_mode must be min or max, got {cfg.monitor_mode!r}")
-    if cfg.get("peft") and not (cfg.get("model") or {}).get("peft"):  # a model without adapters ignores it
-        raise UserError(f"peft adapters apply to Hugging Face models; {cfg.model.get('_target_')} takes none (use "
-                        "peft=none, or a Hugging Face model such as model=minilm)")  # fmt: skip
+    if cfg.get("adapter") and not (cfg.get("model") or {}).get("adapter"):  # a model without adapters ignores it
+        raise UserError(f"adapters apply to Hugging Face models; {cfg.model.get('_target_')} takes none (use "
+                        "adapter=none, or a Hugging Face model such as model=minilm)")  # fmt: skip
     batch = f"batch {data.batch_size} x {accumulate} accumulated, " if "batch_size" in data else ""
     target = str(optimizer.get("_target_", "?")).rsplit(".", 1)[-1]
     return [f"loop: {target} lr {lr}, {batch}precision {precision}, max_epochs {trainer.get('max_epochs')}"]

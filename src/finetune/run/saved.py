@@ -49,6 +49,9 @@ def read_saved_config(run_dir: Path, where: str, trust_run: bool = False) -> Dic
     missing = [key for key in RUN_SECTIONS if not isinstance(config.get(key), dict)]
     if missing:  # cut short, or not written by train.py
         raise UserError(f"{where}: {CONFIG_FILE} is damaged (no {missing[0]} section); the run cannot be used")
+    for node in (config, config["model"]):  # saved before the group was renamed adapter (2026-12-03)
+        if "peft" in node and "adapter" not in node:
+            node["adapter"] = node.pop("peft")
     checked = OmegaConf.create(config)
     check_saved_targets(checked, where, trust_run)
     return checked

@@ -43,8 +43,8 @@ def export(cfg: DictConfig) -> Path:
             f"{module_class.__name__} has no Hugging Face form to export; export takes a run of a Hugging Face "
             "task (sequence, token or image classification)"
         )
-    if cfg.get("merge") and not finished.config.get("peft"):
-        raise UserError(f"merge=true merges a peft adapter, but {finished.run_dir} trained every weight (peft=none); "
+    if cfg.get("merge") and not finished.config.get("adapter"):
+        raise UserError(f"merge=true merges an adapter, but {finished.run_dir} trained every weight (adapter=none); "
                         "leave merge out")  # fmt: skip
     with claimed_output(out, here, "out") as out:  # held until written: two exports never mix
         datamodule = instantiate_data(finished.config)

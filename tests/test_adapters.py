@@ -1,6 +1,6 @@
-"""``peft=...``: adapters on every task's network, the head trained and saved with them, parameter groups of the
-trainable weights only, adapter-only checkpoints with the base's hash, and the preflight's checks. No trainer is
-started here except in the tests marked slow."""
+"""``adapter=...``: adapters (peft) on every task's network, the head trained and saved with them, parameter groups
+of the trainable weights only, adapter-only checkpoints with the base's hash, and the preflight's checks. No
+trainer is started here except in the tests marked slow."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_parameter_groups_see_only_trainable_weights_and_find_the_head() -> None
 
 
 def test_target_modules_that_match_nothing_are_one_line() -> None:
-    with pytest.raises(UserError, match=r"peft\.target_modules"):
+    with pytest.raises(UserError, match=r"adapter\.target_modules"):
         attach_adapter(tiny_model(["a", "b"]), lora(target_modules=["no_such_layer"]), "SEQ_CLS")
 
 
@@ -65,7 +65,9 @@ def tiny_module(seed: int, **peft_options):
     from finetune.models import SequenceClassifier
 
     torch.manual_seed(seed)
-    return SequenceClassifier(tiny_model(["a", "b"], dropout=False), optimizer=None, peft=lora(**peft_options))
+    return SequenceClassifier(
+        tiny_model(["a", "b"], dropout=False), optimizer=None, adapter=lora(**peft_options), adapter_task_type="SEQ_CLS"
+    )
 
 
 def test_adapter_checkpoint_holds_no_frozen_weight_and_reloads_the_same_predictions() -> None:
@@ -107,27 +109,27 @@ def test_another_base_or_another_kind_of_checkpoint_is_refused() -> None:
 
 
 @pytest.mark.parametrize("option", ["lora", "dora", "ia3", "qlora"])
-def test_every_peft_option_passes_the_preflight_with_its_head(make_cfg, option: str) -> None:
+def test_every_adapter_option_passes_the_preflight_with_its_head(make_cfg, option: str) -> None:
     model = [] if option == "qlora" else ["model=tiny_random"]  # qlora quantizes pretrained weights
-    lines = validate_config(make_cfg(f"peft={option}", *model, fast=False))
-    line = next(line for line in lines if line.startswith("peft: "))
+    lines = validate_config(make_cfg(f"adapter={option}", *model, fast=False))
+    line = next(line for line in lines if line.startswith("adapter: "))
     assert line.endswith("head trained and saved: classifier"), line
     assert ("IA3" if option == "ia3" else "LORA") in line
 
 
-def test_peft_mistakes_fail_the_preflight_in_one_line(make_cfg) -> None:
-    with pytest.raises(UserError, match=r"peft\.target_modules"):
-        validate_config(make_cfg("peft=lora", "peft.target_modules=[nothing]"))
+def test_adapter_mistakes_fail_the_preflight_in_one_line(make_cfg) -> None:
+    with pytest.raises(UserError, match=r"adapter\.target_modules"):
+        validate_config(make_cfg("adapter=lora", "adapter.target_modules=[nothing]"))
     with pytest.raises(UserError, match="random_init=true has none"):
-        validate_config(make_cfg("peft=qlora"))  # FAST is the tiny random model
+        validate_config(make_cfg("adapter=qlora"))  # FAST is the tiny random model
     with pytest.raises(UserError, match="apply to Hugging Face models"):
-        validate_config(make_cfg("experiment=linear_regression", "peft=lora", fast=False))
+        validate_config(make_cfg("experiment=linear_regression", "adapter=lora", fast=False))
 
 
 def test_module_built_from_the_config_is_adapted_and_its_base_rebuilds(make_cfg) -> None:
     from hydra.utils import instantiate
 
-    cfg = make_cfg("peft=lora")
+    cfg = make_cfg("adapter=lora")
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     first, second = build_module(cfg, datamodule).build_net(), build_module(cfg, datamodule).build_net()
@@ -141,7 +143,7 @@ def test_module_built_from_the_config_is_adapted_and_its_base_rebuilds(make_cfg)
 def test_lora_trains_every_task_and_checkpoints_a_small_fraction(make_cfg, task: str) -> None:
     data = ["experiment=ner", "data.max_train_samples=256", "data.max_eval_samples=64"] if task == "ner" else []
     common = [*data, "trainer.max_epochs=2", "optimizer.lr=3e-3"]
-    lora_summary = train(make_cfg(*common, "peft=lora", "peft.r=4"))
+    lora_summary = train(make_cfg(*common, "adapter=lora", "adapter.r=4"))
     full_summary = train(make_cfg(*common))
     for summary in (lora_summary, full_summary):
         assert summary["status"] == "completed" and math.isfinite(summary["metrics"]["test/loss"])
@@ -155,10 +157,11 @@ def test_lora_trains_every_task_and_checkpoints_a_small_fraction(make_cfg, task:
     assert costs["trainable_params"] < 0.05 * costs["total_params"]
     assert full_costs["total_params"] < costs["total_params"] < 1.01 * full_costs["total_params"]
     assert full_costs["trainable_params"] == full_costs["total_params"]
-    # Adapter-only: the checkpoint (weights and optimizer state) is a small fraction of the full run's.
-    sizes = [Path(s["best_checkpoint"]).stat().st_size for s in (lora_summary, full_summary)]
-    assert sizes[0] < 0.05 * sizes[1], sizes
-    assert costs["checkpoint_mb"] == pytest.approx(sizes[0] / 2**20, abs=1e-3)
+    # Adapter-only: the state to resume from (weights and optimizer state) is a small fraction of the full run's.
+    lasts = [Path(s["best_checkpoint"]).with_name("last.ckpt").stat().st_size for s in (lora_summary, full_summary)]
+    assert lasts[0] < 0.05 * lasts[1], lasts
+    best = Path(lora_summary["best_checkpoint"]).stat().st_size
+    assert costs["checkpoint_mb"] == pytest.approx(best / 2**20, abs=1e-3)
     assert costs["step_time_s"] > 0 and costs["peak_memory_mb"] > 0
     recorded = json.loads((Path(lora_summary["best_checkpoint"]).parents[1] / "metrics.json").read_text())
     assert recorded["costs"] == costs
@@ -167,8 +170,8 @@ def test_lora_trains_every_task_and_checkpoints_a_small_fraction(make_cfg, task:
 @pytest.mark.slow
 def test_qlora_runs_a_few_steps_on_the_cpu(make_cfg) -> None:
     """The packaged MiniLM loaded in 4 bits (bitsandbytes' CPU path), LoRA on top, the head in full precision."""
-    pytest.importorskip("bitsandbytes", reason="peft=qlora needs bitsandbytes")
-    overrides = ["model=minilm", "peft=qlora", "trainer.max_steps=4", "data.max_train_samples=64", "logger=csv"]
+    pytest.importorskip("bitsandbytes", reason="adapter=qlora needs bitsandbytes")
+    overrides = ["model=minilm", "adapter=qlora", "trainer.max_steps=4", "data.max_train_samples=64", "logger=csv"]
     summary = train(make_cfg(*overrides, fast=False))
     assert summary["status"] == "completed" and summary["global_step"] == 4
     assert math.isfinite(summary["metrics"]["test/loss"])
