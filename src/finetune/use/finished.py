@@ -126,7 +126,8 @@ def trained_module(finished: FinishedRun, datamodule: Any = None) -> tuple[FineT
         module = instantiate(config.model, net=net, optimizer=None, scheduler=None, **datamodule.module_kwargs)
         module.on_load_checkpoint(checkpoint)  # an adapter checkpoint gets its base (hash checked) filled in
         # assign: a meta-device network takes the checkpoint's tensors as they are (no copy)
-        module.load_state_dict(state, assign=any(p.is_meta for p in module.parameters()))
+        # (the filled-in state_dict: on_load_checkpoint replaced the entry ``state`` was read from)
+        module.load_state_dict(checkpoint["state_dict"], assign=any(p.is_meta for p in module.parameters()))
         check_materialised(module)
     except (RuntimeError, ValueError) as error:
         raise UserError(
