@@ -20,6 +20,8 @@ CASES=(
   "gpu-16|trainer=gpu trainer.precision=16-mixed"
   "ddp-bf16|trainer=ddp trainer.precision=bf16-mixed"
   "fsdp-bf16|trainer=fsdp"
+  "lora-fsdp|trainer=fsdp adapter=lora"
+  "qlora-bf16|model=minilm adapter=qlora trainer=gpu trainer.precision=bf16-mixed model.net.quantization.bnb_4bit_compute_dtype=bfloat16"
 )
 status=0
 printf '%-6s %-10s %-6s %10s  %s\n' size case result samples/s detail
@@ -30,18 +32,23 @@ for size in ${SIZES//,/ }; do
     if [ "$GPUS" -lt 1 ]; then
       printf '%-6s %-10s %-6s %10s  %s\n' "$size" "$name" SKIP - "no GPU on this machine"; continue
     fi
-    if [[ "$name" == ddp* || "$name" == fsdp* ]] && [ "$GPUS" -lt 2 ]; then
+    if [[ "$name" == qlora* && "$size" == base ]]; then  # the pretrained MiniLM: one size only
+      printf '%-6s %-10s %-6s %10s  %s\n' "$size" "$name" SKIP - "pretrained weights: checked at size tiny"; continue
+    fi
+    if [[ "$name" == *ddp* || "$name" == *fsdp* ]] && [ "$GPUS" -lt 2 ]; then
       printf '%-6s %-10s %-6s %10s  %s\n' "$size" "$name" SKIP - "needs 2+ GPUs, this machine has $GPUS"; continue
     fi
+    model="model=tiny_random"; sizing="$extra"
+    [[ "$overrides" == *model=* ]] && model="" && sizing=""  # the case names its own model
     probe="$OUT/$size-$name.json"; rm -f "$probe"
     log="$OUT/$size-$name.log"
     # shellcheck disable=SC2086
     env HF_HUB_OFFLINE=1 BENCH_PROBE_OUT="$PWD/$probe" PYTHONPATH="$PWD" timeout 1200 "$PY" train.py \
-      model=tiny_random $extra $overrides trainer.max_epochs=1 logger=csv resume=false \
+      $model $sizing $overrides trainer.max_epochs=1 logger=csv resume=false \
       task_name="gpu_check_${size}_${name}" paths.log_dir="$OUT/runs" ++callbacks.progress_bar=null \
       +callbacks.bench_probe._target_=benchmarks.probe.BenchProbe >"$log" 2>&1
     rc=$?
-    world=1; [[ "$name" == ddp* || "$name" == fsdp* ]] && world=$GPUS  # the probe counts one process's samples
+    world=1; [[ "$name" == *ddp* || "$name" == *fsdp* ]] && world=$GPUS  # the probe counts one process's samples
     speed=$("$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(round(r['samples'] * int(sys.argv[2]) / r['train_time_s']))" "$probe" "$world" 2>/dev/null || echo -)
     if [ $rc -eq 0 ]; then result=PASS; detail=""; else result=FAIL; detail="exit $rc, see $log"; status=1; fi
     printf '%-6s %-10s %-6s %10s  %s\n' "$size" "$name" "$result" "$speed" "$detail"

@@ -24,7 +24,7 @@ def test_gpu_check_skips_every_case_without_a_gpu(tmp_path: Path) -> None:
     done = subprocess.run(["bash", "scripts/gpu_check.sh", "tiny"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("tiny ")]
-    assert len(rows) == 5 and all(row[2] == "SKIP" for row in rows), done.stdout
+    assert len(rows) == 7 and all(row[2] == "SKIP" for row in rows), done.stdout
     assert "no GPU on this machine" in done.stdout and "FAIL" not in done.stdout
     assert not (tmp_path / "runs").exists()  # nothing was trained
 
