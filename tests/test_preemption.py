@@ -32,12 +32,14 @@ COMMAND = [
 ]
 
 
-def train(log_dir: Path, signal_at_step: int | None = None, signal: str = "SIGKILL", **env: str):
-    """``python train.py COMMAND`` with the test callback armed at ``signal_at_step``."""
+def train(
+    log_dir: Path, signal_at_step: int | None = None, signal: str = "SIGKILL", extra: tuple[str, ...] = (), **env: str
+):
+    """``python train.py COMMAND extra`` with the test callback armed at ``signal_at_step``."""
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", "PYTHONPATH": str(ROOT), **env}
     if signal_at_step is not None:
         environment |= {"FINETUNE_TEST_SIGNAL_AT_STEP": str(signal_at_step), "FINETUNE_TEST_SIGNAL": signal}
-    command = [sys.executable, "train.py", *COMMAND, f"paths.log_dir={log_dir}"]
+    command = [sys.executable, "train.py", *COMMAND, *extra, f"paths.log_dir={log_dir}"]
     return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
 
 
@@ -52,13 +54,16 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_rerun_ends_like_the_uninterrupted_run(tmp_path: Path) -> None:
-    reference = train(tmp_path / "reference")
+@pytest.mark.parametrize("extra", [(), ("adapter=lora", "adapter.r=4")], ids=["full", "lora"])
+def test_sigkill_mid_epoch_then_rerun_ends_like_the_uninterrupted_run(tmp_path: Path, extra: tuple[str, ...]) -> None:
+    """The full fine-tune, and a LoRA run whose checkpoints hold the adapter and head only (its base rebuilt
+    from the seed and checked by hash on resume): the same steps, metrics and trained weights."""
+    reference = train(tmp_path / "reference", extra=extra)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
-    killed = train(tmp_path / "killed", signal_at_step=11)  # epoch 2, batch 3; last checkpoint at step 9
+    killed = train(tmp_path / "killed", signal_at_step=11, extra=extra)  # epoch 2, batch 3; last checkpoint: step 9
     assert killed.returncode == -9
-    resumed = train(tmp_path / "killed")
+    resumed = train(tmp_path / "killed", extra=extra)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     expected, run = only_run(tmp_path / "reference"), only_run(tmp_path / "killed")
@@ -71,6 +76,9 @@ def test_sigkill_mid_epoch_then_rerun_ends_like_the_uninterrupted_run(tmp_path: 
         assert summary["metrics"][name] == pytest.approx(value, abs=1e-6), name
     assert "from last.ckpt (step 9)" in resumed.stdout + resumed.stderr  # steps 10 and 11 were redone
     weights, reference_weights = final_weights(run), final_weights(expected)
+    assert weights.keys() == reference_weights.keys()
+    if extra:  # adapter-only: no frozen base weight in the checkpoint
+        assert all("lora_" in k or ".modules_to_save." in k for k in weights if k.startswith("net."))
     for name, tensor in reference_weights.items():
         torch.testing.assert_close(weights[name], tensor, atol=1e-6, rtol=0, msg=name)
     # One CSV row per training step: the rows logged between the checkpoint and the kill were dropped.
