@@ -177,3 +177,37 @@ def test_qlora_runs_a_few_steps_on_the_cpu(make_cfg) -> None:
     assert math.isfinite(summary["metrics"]["test/loss"])
     assert RECORD in torch.load(summary["best_checkpoint"], weights_only=True)
     assert summary["costs"]["trainable_params"] < 0.02 * summary["costs"]["total_params"]
+
+
+SMALL = ["data.max_train_samples=64", "data.max_eval_samples=32", "logger=csv", "++callbacks.progress_bar=null"]
+TASK_RUNS = {  # each task's tiny network (the image one is its own, a ViT built from a config)
+    "sequence": ["model=tiny_random", *SMALL],
+    "token": ["experiment=ner", "model=tiny_random", *SMALL],
+    "image": ["experiment=digits", *SMALL],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapter", ["lora", "dora", "ia3"])
+@pytest.mark.parametrize("task", sorted(TASK_RUNS))
+def test_each_adapter_trains_every_task(make_cfg, adapter: str, task: str) -> None:
+    """Two steps of each adapter on each task's tiny network: the head is trained and checkpointed with the
+    adapter, nothing frozen is saved, and the adapter's own weights moved (qlora: ``test_qlora_...`` below)."""
+    cfg = make_cfg(*TASK_RUNS[task], f"adapter={adapter}", "trainer.max_steps=2", "trainer.precision=32", fast=False)
+    summary = train(cfg)
+    assert summary["status"] == "completed" and math.isfinite(summary["metrics"]["test/loss"])
+    last = torch.load(Path(summary["best_checkpoint"]).with_name("last.ckpt"), weights_only=True)
+    weights = {k: v for k, v in last["state_dict"].items() if k.startswith("net.")}
+    assert last[RECORD]["peft_type"] == ("IA3" if adapter == "ia3" else "LORA")
+    head = [k for k in weights if ".modules_to_save." in k]
+    assert head and all(".modules_to_save." in k or adapter_weight(k) for k in weights), sorted(weights)[:5]
+    # peft starts LoRA's B at zero and IA3's vectors at one: a moved value means the gradients reached them
+    start = 1.0 if adapter == "ia3" else 0.0
+    moved = [k for k, v in weights.items() if ("ia3_l" in k or "lora_B" in k) and not torch.all(v == start)]
+    assert moved, sorted(weights)[:5]
+    assert summary["costs"]["trainable_params"] < summary["costs"]["total_params"]
+
+
+def adapter_weight(key: str) -> bool:
+    """A weight peft added for an adapter (LoRA's A and B, DoRA's magnitude, IA3's scaling vectors)."""
+    return any(part in key for part in ("lora_", "ia3_l"))

@@ -4,6 +4,7 @@ loses it."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from finetune.errors import UserError
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 
 def head_modules(net: torch.nn.Module) -> list[str]:
@@ -36,7 +39,7 @@ def attach_adapter(
     Raises:
         UserError: the target modules name nothing in this network, or the adapter does not fit it.
     """
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
 
     head = head_modules(net) if head == "auto" else list(head)
     config = factory(task_type=task_type)
@@ -46,13 +49,30 @@ def attach_adapter(
     if getattr(net, "is_quantized", False):  # adapter=qlora: norms and head in float32, inputs need no grad
         net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=False)
     try:
-        return get_peft_model(net, config)
+        return _peft_model(net, config)
     except (ValueError, TypeError, KeyError) as error:
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise UserError(
             f"peft ({type(config).__name__}) does not fit {type(net).__name__}: {first}; set adapter.target_modules to "
             "names of its linear layers (e.g. [query,value]) or all-linear"
         ) from None
+
+
+def _peft_model(net: torch.nn.Module, config: Any) -> torch.nn.Module:
+    """``get_peft_model``; with ``target_modules: null`` (peft's own choice) on an architecture peft has no
+    choice for (IA3 on a ViT), every linear layer instead of an error."""
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(net, config)
+    except ValueError as error:
+        if getattr(config, "target_modules", "") is not None or "target_modules" not in str(error):
+            raise
+    log.info("adapter: peft has no default layers for %s; adapting all its linear layers", type(net).__name__)
+    config.target_modules = "all-linear"
+    if getattr(config, "feedforward_modules", []) is None:  # IA3: scale each layer's output, no input scaling
+        config.feedforward_modules = []
+    return get_peft_model(net, config)
 
 
 def parameter_counts(net: torch.nn.Module) -> dict[str, Any]:
