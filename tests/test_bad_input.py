@@ -157,14 +157,14 @@ def test_packaged_hash_mismatch_is_refused(make_cfg, monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def real_checkpoint(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    """A checkpoint of a two-step run of the tiny model on the demo data."""
+    """The state to resume from (``last.ckpt``) of a two-step run of the tiny model on the demo data."""
     from finetune.train import train
 
     run_dir = tmp_path_factory.mktemp("ckpt") / "run"
-    overrides = [*FAST, "callbacks=model_checkpoint", "trainer.max_steps=2", "test=false"]
+    overrides = [*FAST, "trainer.max_steps=2", "test=false"]
     overrides += ["data.max_train_samples=32", "data.max_eval_samples=16"]
     summary = train(compose_train_cfg(overrides, run_dir, cache_dir))
-    return Path(summary["best_checkpoint"])
+    return Path(summary["best_checkpoint"]).with_name("last.ckpt")
 
 
 @pytest.fixture

@@ -37,12 +37,12 @@ def check_inputs(cfg: DictConfig) -> Found:
     (``preflight``), then check the model against the data and ask the module what it logs."""
     from hydra.utils import get_class
 
-    if cfg.get("train") and cfg.get("ckpt_path"):
-        check_resumable(str(cfg.ckpt_path))
     datamodule = _instantiate(cfg.data, "data")
     module_class = get_class(cfg.model._target_)
     # The data checks what the run will read; the module class checks its network (and checkpoint) against it.
     lines = [*datamodule.preflight(), *module_class.check_inputs(cfg.model, datamodule, cfg.get("ckpt_path"))]
+    if cfg.get("train") and cfg.get("ckpt_path"):  # after the checks that say what the checkpoint is
+        check_resumable(str(cfg.ckpt_path))
     logged = getattr(module_class, "logged_names", None)
     if logged is None:
         return Found(lines, datamodule=datamodule)
