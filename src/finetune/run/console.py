@@ -21,6 +21,7 @@ HARMLESS_WARNINGS = (
     r".*does not have many workers which may be a bottleneck",  # num_workers=0 is the measured default on CPU
     r".*The number of training batches \(\d+\) is smaller than the logging interval",
     r".*You are using a custom batch sampler",  # the project's length-grouping sampler, resumable on purpose
+    r".*`is_gradient_checkpointing` is deprecated",  # peft asking transformers 5 with the old name
 )
 
 
