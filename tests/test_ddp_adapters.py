@@ -1,8 +1,9 @@
 """LoRA under DDP on 2 CPU processes with gradient checkpointing (peft #313: LoRA broke under DDP with
-checkpointing): the same loss curve and adapter weights as one process, and an adapter-only checkpoint."""
+checkpointing) and under FSDP: the same loss curve and adapter weights as one process, adapter-only checkpoints."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,22 @@ def test_ddp_lora_with_gradient_checkpointing_matches_one_process(tmp_path: Path
     assert any(weights["state_dict"][name].abs().sum() > 0 for name in trained if "lora_B" in name)
     for name in trained:
         torch.testing.assert_close(ddp_weights["state_dict"][name], weights["state_dict"][name], atol=1e-5, rtol=0)
+
+    # FSDP (full sharding, its own activation checkpointing) with frozen and trainable parameters in one unit: the
+    # same losses, and testing loads the adapter-only checkpoint (FSDP loads weights itself, non-strictly).
+    fsdp = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy.cpu=true"]
+    cli(
+        tmp_path,
+        *LORA[:3],
+        *fsdp,
+        "trainer.precision=32",
+        "task_name=fsdp",
+        "global_batch_size=16",
+        "micro_batch_size=8",
+    )
+    (sharded,) = runs(tmp_path, "fsdp")
+    assert step_losses(sharded) == pytest.approx(losses, abs=1e-5)
+    summary = json.loads((sharded / "metrics.json").read_text())
+    assert summary["status"] == "completed"
+    expected = json.loads((one / "metrics.json").read_text())["metrics"]
+    assert summary["metrics"]["test/loss"] == pytest.approx(expected["test/loss"], abs=1e-5)

@@ -141,6 +141,9 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
         self.matrices = matrix_names(self.net)
         if is_adapted(self.net):  # the frozen base, as loaded
             self.trainable_keys, self.base_sha256 = adapter_state.trainable_keys(self.net), base_digest(self.net)
+            # FSDP loads a checkpoint's weights itself, before on_load_checkpoint could add the base: the
+            # adapter-only state must load without the frozen keys (they stay as built)
+            self.strict_loading = False
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[SIGNATURE] = self.checkpoint_signature()  # what the preflight compares before resuming
@@ -149,7 +152,8 @@ class FineTuneModule(TaskHooks, pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen base comes from the network just built; its hash must be the one the adapter trained on.
-        adapter_state.fill_frozen(checkpoint, self, getattr(self, "base_sha256", None), "being loaded")
+        if "state_dict" in checkpoint:  # (FSDP took the weights out and loaded them already)
+            adapter_state.fill_frozen(checkpoint, self, getattr(self, "base_sha256", None), "being loaded")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         out = self.step(batch)
