@@ -10,9 +10,8 @@ import torch
 
 from finetune import atomic
 from finetune.errors import UserError
-from finetune.run.resume import newest_good_checkpoint
 from finetune.trainer.checkpoint_io import VerifiedCheckpointIO
-from finetune.trainer.checkpoints import checksum_path, read_checkpoint
+from finetune.trainer.checkpoints import checksum_path, newest_good_checkpoint, read_checkpoint
 from tests.test_atomic import small_disk  # noqa: F401  (fixture)
 
 

@@ -12,7 +12,8 @@ from omegaconf import open_dict
 
 from finetune.data.resumable import ResumableDataLoader, ShuffledBatchSampler
 from finetune.data.sampler import LengthGroupedBatchSampler
-from finetune.run.resume import IDENTITY_FILE, newest_good_checkpoint, prepare_resume, run_identity, trim_csv_logs
+from finetune.run.resume import IDENTITY_FILE, prepare_resume, run_identity, trim_csv_logs
+from finetune.trainer.checkpoints import newest_good_checkpoint
 
 
 def test_identity_ignores_where_and_how_a_run_reports(make_cfg) -> None:

@@ -80,6 +80,11 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def folder_bytes(folder: Path) -> int:
+    """The bytes of every file under ``folder`` (0 when there is no such folder)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
 def remove_dead_leftovers(path: Path) -> list[Path]:
     """Remove the temporary files and folders (``.<name>.<pid>.tmp``, ``.partial``, ``.old``) that a process
     which is no longer alive left beside ``path``; return them. A live writer's are kept."""

@@ -18,10 +18,10 @@ def external_rank_suffix() -> str:
     ``SLURM_PROCID``), else ``""``: each such rank runs its own ``train.py`` in the shared run dir, so its log
     file (``conf/hydra/default.yaml``) needs a name of its own. Lightning's own DDP children are named by
     ``finetune.trainer.distributed.job_command`` instead."""
-    for key in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(key, "0") not in ("", "0"):
-            return f"_rank{os.environ[key]}"
-    return ""
+    from finetune.trainer.distributed import launcher_rank
+
+    rank = launcher_rank()
+    return f"_rank{rank}" if rank not in (None, "", "0") else ""
 
 
 def register_resolvers() -> None:

@@ -27,6 +27,12 @@ def head_modules(net: torch.nn.Module) -> list[str]:
     return [name for name, child in children if name != prefix and next(child.parameters(), None) is not None]
 
 
+def task_head(net: torch.nn.Module, head: str | list[str]) -> list[str]:
+    """The modules trained in full beside an adapter: ``head`` as the task's config gives it, ``auto`` for
+    ``head_modules``."""
+    return head_modules(net) if head == "auto" else list(head)
+
+
 def attach_adapter(
     net: torch.nn.Module, factory: Callable[..., Any], task_type: str | None = None, head: str | list[str] = "auto"
 ) -> torch.nn.Module:
@@ -41,7 +47,7 @@ def attach_adapter(
     """
     from peft import prepare_model_for_kbit_training
 
-    head = head_modules(net) if head == "auto" else list(head)
+    head = task_head(net, head)
     config = factory(task_type=task_type)
     config.modules_to_save = sorted({*head, *(config.modules_to_save or [])})
     if head and hasattr(config, "exclude_modules"):  # no adapter inside a module that is trained fully anyway

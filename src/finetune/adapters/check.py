@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
-from finetune.adapters.attach import attach_adapter, head_modules, parameter_counts
+from finetune.adapters.attach import attach_adapter, parameter_counts, task_head
 from finetune.adapters.state import adapter_options
 from finetune.errors import UserError
 
@@ -39,8 +39,7 @@ def check_adapter(model: DictConfig, config: PretrainedConfig, labels: int) -> t
     sized.num_labels = max(labels, 1)
     with torch.device("meta"):
         net = getattr(transformers, model.net.auto_class).from_config(sized)
-        wanted = model.get("head_modules", "auto")
-        head = head_modules(net) if wanted == "auto" else list(wanted)
+        head = task_head(net, model.get("head_modules", "auto"))
         adapted = attach_adapter(net, instantiate(model.adapter), model.get("adapter_task_type"), head)
     unsaved = [name for name in head if not _trained_copy(adapted.get_base_model(), name)]
     if unsaved:

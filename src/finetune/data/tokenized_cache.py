@@ -80,7 +80,7 @@ def save_cached(cache_dir: str, key: str, splits: DatasetDict, labels: Any) -> t
             atomic.replace_folder(partial, final)
     except OSError as error:
         if atomic.is_disk_full(error):
-            raise atomic.disk_full(partial / "data", _size(partial)) from None
+            raise atomic.disk_full(partial / "data", atomic.folder_bytes(partial)) from None
         raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -110,7 +110,3 @@ def _damage(folder: Path) -> str | None:
         if path.stat().st_size != size or atomic.file_digest(path) != digest:
             return f"{name} changed since it was written"
     return None
-
-
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0

@@ -25,7 +25,7 @@ from finetune import atomic
 from finetune.errors import UserError
 from finetune.run.lock import RunLock, holder
 from finetune.run.outcome import COMPLETED, IDENTITY_FILE, INTERRUPTED, read_status, summary_damaged
-from finetune.trainer.checkpoints import newest_good_checkpoint, newest_readable  # noqa: F401 (tests import it here)
+from finetune.trainer.checkpoints import newest_readable
 
 log = logging.getLogger(__name__)
 # Keys that change where and how a run reports, not what it trains.

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from finetune.atomic import file_digest
+from finetune.atomic import file_digest, folder_bytes
 from finetune.errors import UserError
 
 SUFFIX = ".sha256"
@@ -17,9 +17,7 @@ SUFFIX = ".sha256"
 
 def folder_mb(folder: Path) -> float | None:
     """The size of every file under ``folder`` in MB (None when there is no such folder)."""
-    if not folder.is_dir():
-        return None
-    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 3)
+    return round(folder_bytes(folder) / 2**20, 3) if folder.is_dir() else None
 
 
 def checksum_path(path: str | Path) -> Path:

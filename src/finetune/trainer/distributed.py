@@ -17,20 +17,26 @@ from finetune.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def launcher_rank() -> str | None:
+    """The global rank an external launcher gave this process (torchrun's ``RANK``, srun's ``SLURM_PROCID``), or
+    None when none did."""
+    return next((os.environ[key] for key in ("RANK", "SLURM_PROCID") if key in os.environ), None)
+
+
 def is_rank_zero() -> bool:
-    """True in the process that owns the run dir: global rank 0 (torchrun's RANK, srun's SLURM_PROCID, or
-    Lightning's LOCAL_RANK and NODE_RANK for the processes its launcher starts)."""
-    for key in ("RANK", "SLURM_PROCID"):
-        if key in os.environ:
-            return int(os.environ[key]) == 0
+    """True in the process that owns the run dir: global rank 0 (``launcher_rank``, or Lightning's LOCAL_RANK and
+    NODE_RANK for the processes its launcher starts)."""
+    rank = launcher_rank()
+    if rank is not None:
+        return int(rank) == 0
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 
 def rank_tag() -> str:
     """``rank<N>`` for this process's files (N: its rank as the environment tells it)."""
-    for key in ("RANK", "SLURM_PROCID"):
-        if key in os.environ:
-            return f"rank{os.environ[key]}"
+    rank = launcher_rank()
+    if rank is not None:
+        return f"rank{rank}"
     return f"rank{os.environ.get('NODE_RANK', 0)}-{os.environ.get('LOCAL_RANK', 0)}"
 
 

@@ -30,17 +30,18 @@ class Throughput:
     """Training samples per second since the last ``rate()``."""
 
     def __init__(self) -> None:
-        self.samples, self.since = 0, time.perf_counter()
+        self.samples: int | None = 0  # None: a batch since the last rate could not be sized
+        self.since = time.perf_counter()
 
     def add(self, batch: Any) -> None:
         try:
-            self.samples += extract_batch_size(batch)
+            self.samples = None if self.samples is None else self.samples + extract_batch_size(batch)
         except Exception:  # a batch Lightning cannot size: no rate, not a failed run
-            self.samples = -(10**9)
+            self.samples = None
 
     def rate(self) -> float | None:
         now = time.perf_counter()
-        rate = self.samples / (now - self.since) if self.samples > 0 and now > self.since else None
+        rate = self.samples / (now - self.since) if self.samples and now > self.since else None
         self.samples, self.since = 0, now
         return rate
 
